@@ -1,0 +1,137 @@
+"""amoCRM activities: one HTTP request each, on the rate-limited amoCRM task queue.
+
+They translate the client's errors into Temporal failures whose type tells the retry
+policy (and the workflow) what to do; see `AmoFailure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from amocrm.client import AmoClient
+from amocrm.errors import (
+    AmoAuthError,
+    AmoBlocked,
+    AmoError,
+    AmoOutcomeUnknown,
+    AmoRateLimited,
+    AmoRejected,
+)
+from amocrm.models import Contact, CreatedLead, Lead, NewLead
+from leadrelay.contact import national_digits, same_phone
+
+T = TypeVar("T")
+
+
+class AmoFailure:
+    """Failure types the workflow's retry policies name."""
+
+    OUTCOME_UNKNOWN = "AmoOutcomeUnknown"
+    RATE_LIMITED = "AmoRateLimited"
+    BLOCKED = "AmoBlocked"
+    AUTH = "AmoAuthError"
+    REJECTED = "AmoRejected"
+
+    NON_RETRYABLE = (AUTH, REJECTED)
+
+
+@dataclass
+class ContactQuery:
+    phone: str | None
+    email: str | None
+
+
+@dataclass
+class LeadTags:
+    lead_id: int
+    tags: list[str]
+
+
+@dataclass
+class LeadNote:
+    lead_id: int
+    text: str
+
+
+def to_application_error(err: AmoError) -> ApplicationError:
+    status = {"status": err.status, "request_id": err.request_id}
+    if isinstance(err, AmoRateLimited):
+        delay = timedelta(seconds=err.retry_after) if err.retry_after else None
+        return ApplicationError(
+            str(err), status, type=AmoFailure.RATE_LIMITED, next_retry_delay=delay
+        )
+    if isinstance(err, AmoBlocked):
+        return ApplicationError(
+            str(err),
+            status,
+            type=AmoFailure.BLOCKED,
+            next_retry_delay=timedelta(seconds=max(err.retry_after, 1.0)),
+        )
+    if isinstance(err, AmoAuthError):
+        return ApplicationError(str(err), status, type=AmoFailure.AUTH, non_retryable=True)
+    if isinstance(err, AmoRejected):
+        return ApplicationError(
+            str(err),
+            {**status, "problems": err.problems},
+            type=AmoFailure.REJECTED,
+            non_retryable=True,
+        )
+    assert isinstance(err, AmoOutcomeUnknown), err
+    return ApplicationError(str(err), status, type=AmoFailure.OUTCOME_UNKNOWN)
+
+
+class AmoActivities:
+    def __init__(self, client: AmoClient, *, phone_region: str) -> None:
+        self._client = client
+        self._phone_region = phone_region
+
+    @activity.defn(name="amocrm.search_contacts")
+    async def search_contacts(self, query: ContactQuery) -> list[Contact]:
+        """Contacts whose PHONE (or, without a phone, EMAIL) really is this person's.
+
+        amoCRM's `query` is full-text over every field, so each hit is re-checked.
+        """
+        text = national_digits(query.phone) if query.phone else query.email
+        assert text, "a contact query needs a phone or an email"
+        found = await self._call(self._client.search_contacts(text))
+        if query.phone:
+            phone = query.phone
+            return [
+                c for c in found if any(same_phone(p, phone, self._phone_region) for p in c.phones)
+            ]
+        email = query.email or ""
+        return [c for c in found if any(e.strip().lower() == email for e in c.emails)]
+
+    @activity.defn(name="amocrm.create_lead")
+    async def create_lead(self, lead: NewLead) -> CreatedLead:
+        created = await self._call(self._client.create_leads_complex([lead]))
+        return created[0]
+
+    @activity.defn(name="amocrm.read_leads")
+    async def read_leads(self, lead_ids: list[int]) -> list[Lead]:
+        return await self._call(self._client.get_leads(lead_ids))
+
+    @activity.defn(name="amocrm.add_lead_tags")
+    async def add_lead_tags(self, request: LeadTags) -> None:
+        await self._call(self._client.add_lead_tags(request.lead_id, request.tags))
+
+    @activity.defn(name="amocrm.add_lead_note")
+    async def add_lead_note(self, request: LeadNote) -> None:
+        await self._call(self._client.add_lead_note(request.lead_id, request.text))
+
+    @activity.defn(name="amocrm.main_pipeline_id")
+    async def main_pipeline_id(self) -> int:
+        return await self._call(self._client.main_pipeline_id())
+
+    async def _call(self, request: Awaitable[T]) -> T:
+        try:
+            return await request
+        except AmoError as err:
+            activity.logger.warning("amoCRM request failed: %s", err)
+            raise to_application_error(err) from err

@@ -1,0 +1,217 @@
+"""A small async amoCRM v4 client: one method per request, explicit errors.
+
+Each public method sends exactly one HTTP request, so that an activity wrapping it
+spends exactly one token of the amoCRM task queue's rate limit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from amocrm.errors import (
+    AmoAuthError,
+    AmoBlocked,
+    AmoError,
+    AmoOutcomeUnknown,
+    AmoRateLimited,
+    AmoRejected,
+)
+from amocrm.models import (
+    Contact,
+    CreatedLead,
+    Lead,
+    NewLead,
+    complex_item,
+    parse_contact,
+    parse_lead,
+)
+from amocrm.pacing import RequestPacer
+
+USER_AGENT = "leadrelay/0.1"
+
+
+@dataclass
+class _Block:
+    """After a 403 every request from this process waits until `until` (monotonic)."""
+
+    until: float = 0.0
+
+    def remaining(self) -> float:
+        return max(0.0, self.until - time.monotonic())
+
+
+class AmoClient:
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        requests_per_second: float,
+        timeout: float = 20.0,
+        block_backoff: float = 300.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {access_token}", "User-Agent": USER_AGENT},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._pacer = RequestPacer(requests_per_second)
+        self._block = _Block()
+        self._block_backoff = block_backoff
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AmoClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # --- contacts -------------------------------------------------------------
+
+    async def search_contacts(self, query: str) -> list[Contact]:
+        body = await self._request(
+            "GET", "/api/v4/contacts", params={"query": query, "with": "leads"}
+        )
+        return [parse_contact(raw) for raw in _embedded(body, "contacts")]
+
+    # --- leads ----------------------------------------------------------------
+
+    async def create_leads_complex(self, leads: Sequence[NewLead]) -> list[CreatedLead]:
+        body = await self._request(
+            "POST", "/api/v4/leads/complex", json=[complex_item(lead) for lead in leads]
+        )
+        if not isinstance(body, list):
+            raise AmoOutcomeUnknown(f"leads/complex answered {type(body).__name__}, not a list")
+        return [
+            CreatedLead(
+                lead_id=int(item["id"]),
+                contact_id=int(item["contact_id"]) if item.get("contact_id") else None,
+                merged=bool(item.get("merged")),
+            )
+            for item in body
+        ]
+
+    async def get_leads(self, ids: Sequence[int]) -> list[Lead]:
+        params = [("filter[id][]", str(lead_id)) for lead_id in ids]
+        params.append(("limit", "250"))
+        body = await self._request("GET", "/api/v4/leads", params=params)
+        return [parse_lead(raw) for raw in _embedded(body, "leads")]
+
+    async def add_lead_tags(self, lead_id: int, tags: Sequence[str]) -> None:
+        await self._request(
+            "PATCH",
+            f"/api/v4/leads/{lead_id}",
+            json={"tags_to_add": [{"name": tag} for tag in tags]},
+        )
+
+    async def add_lead_note(self, lead_id: int, text: str) -> None:
+        await self._request(
+            "POST",
+            "/api/v4/leads/notes",
+            json=[{"entity_id": lead_id, "note_type": "common", "params": {"text": text}}],
+        )
+
+    async def main_pipeline_id(self) -> int:
+        body = await self._request("GET", "/api/v4/leads/pipelines")
+        for pipeline in _embedded(body, "pipelines"):
+            if pipeline.get("is_main"):
+                return int(pipeline["id"])
+        raise AmoRejected("the account has no main pipeline")
+
+    # --- transport ------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        blocked_for = self._block.remaining()
+        if blocked_for:
+            raise AmoBlocked(
+                f"amoCRM blocked this account; not calling for {blocked_for:.0f}s more",
+                retry_after=blocked_for,
+                status=403,
+            )
+        await self._pacer.wait_turn()
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as err:
+            raise AmoOutcomeUnknown(f"{method} {path}: {type(err).__name__}: {err}") from err
+        return self._decode(method, path, response)
+
+    def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
+        status = response.status_code
+        request_id = response.headers.get("X-Request-Id")
+        where = f"{method} {path} -> {status}"
+        if status == 204:
+            return None
+        if 200 <= status < 300:
+            try:
+                return response.json()
+            except json.JSONDecodeError as err:
+                raise AmoOutcomeUnknown(f"{where}: body is not JSON", status=status) from err
+        problem = _problem(response)
+        detail = problem.get("detail") or problem.get("title") or response.reason_phrase
+        message = f"{where}: {detail}"
+        if status == 429:
+            raise AmoRateLimited(
+                message,
+                retry_after=_retry_after(response, problem),
+                status=status,
+                request_id=request_id,
+            )
+        if status == 403:
+            self._block.until = time.monotonic() + self._block_backoff
+            raise AmoBlocked(
+                message, retry_after=self._block_backoff, status=status, request_id=request_id
+            )
+        if status in (401, 402):
+            raise AmoAuthError(message, status=status, request_id=request_id)
+        if status >= 500:
+            raise AmoOutcomeUnknown(message, status=status, request_id=request_id)
+        raise AmoRejected(
+            message, problems=_validation_problems(problem), status=status, request_id=request_id
+        )
+
+
+def _embedded(body: Any, key: str) -> list[dict[str, Any]]:
+    """A 204 (None) means an empty list, which is how amoCRM answers an empty search."""
+    if body is None:
+        return []
+    return list((body.get("_embedded") or {}).get(key) or [])
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: httpx.Response, problem: dict[str, Any]) -> float | None:
+    for raw in (problem.get("retry_after"), response.headers.get("Retry-After")):
+        try:
+            return max(0.0, float(raw)) if raw is not None else None
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _validation_problems(problem: dict[str, Any]) -> list[str]:
+    found: list[str] = []
+    for group in problem.get("validation-errors") or []:
+        for error in group.get("errors") or []:
+            found.append(
+                f"{error.get('path')}: {error.get('code')} {error.get('detail') or ''}".strip()
+            )
+    return found
+
+
+__all__ = ["AmoClient", "AmoError"]

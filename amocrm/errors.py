@@ -1,0 +1,44 @@
+"""amoCRM failures, one class per way a caller must react."""
+
+from __future__ import annotations
+
+
+class AmoError(Exception):
+    """Base class; `status` is None when no HTTP answer arrived."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class AmoOutcomeUnknown(AmoError):
+    """Timeout, broken connection or 5xx: a write may or may not have been applied."""
+
+
+class AmoRateLimited(AmoError):
+    """HTTP 429. `retry_after` is what amoCRM asked for, when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None, **kwargs: object):
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class AmoBlocked(AmoError):
+    """HTTP 403: the account or IP is blocked; all traffic must pause for minutes."""
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: object):
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class AmoAuthError(AmoError):
+    """HTTP 401 (token revoked or expired) or 402 (account unpaid): a human must act."""
+
+
+class AmoRejected(AmoError):
+    """HTTP 400, 404 or 422: the request itself is wrong, so repeating it cannot help."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, **kwargs: object):
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.problems = problems or []

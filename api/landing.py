@@ -1,0 +1,86 @@
+"""`POST /api/landing/{form}`: accept a landing form and hand it to its person's workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.deps import SettingsDep, TemporalDep
+from api.intake import MAX_BODY_BYTES, FieldProblem, InvalidForm, build_submission, decode_body
+from leadrelay.contact import contact_key, lead_workflow_id
+from leadrelay.temporal import deliver_submission
+
+router = APIRouter(tags=["intake"])
+
+FormName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class Accepted(BaseModel):
+    lead_key: str
+    workflow_id: str
+    submission_id: str
+
+
+class Rejected(BaseModel):
+    detail: str
+    errors: list[dict[str, str]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@router.post(
+    "/api/landing/{form}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={413: {"model": Rejected}, 422: {"model": Rejected}},
+)
+async def submit_landing_form(
+    form: FormName, request: Request, settings: SettingsDep, temporal: TemporalDep
+) -> Accepted | JSONResponse:
+    try:
+        raw = await _read_limited(request)
+        body = decode_body(raw, request.headers.get("content-type", "application/json"))
+        submission = build_submission(
+            form,
+            body,
+            region=settings.leadrelay_phone_region,
+            received_at=datetime.now(UTC).isoformat(),
+        )
+    except BodyTooLarge:
+        return _rejected(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            [FieldProblem("body", f"body is larger than {MAX_BODY_BYTES} bytes")],
+        )
+    except InvalidForm as err:
+        return _rejected(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems)
+    key = contact_key(submission.phone, submission.email)
+    await deliver_submission(temporal, settings, key, submission)
+    return Accepted(
+        lead_key=key, workflow_id=lead_workflow_id(key), submission_id=submission.submission_id
+    )
+
+
+async def _read_limited(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _rejected(code: int, problems: list[FieldProblem]) -> JSONResponse:
+    detail = "; ".join(f"{p.field}: {p.reason}" for p in problems)
+    errors = [{"field": p.field, "reason": p.reason} for p in problems]
+    return JSONResponse(status_code=code, content={"detail": detail, "errors": errors})

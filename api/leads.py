@@ -1,0 +1,67 @@
+"""`GET /api/leads/{lead_key}`: a lead's state, answered by its workflow."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import SettingsDep, TemporalDep
+from leadrelay.contact import (
+    InvalidContact,
+    contact_key,
+    lead_workflow_id,
+    normalize_email,
+    normalize_phone,
+)
+from leadrelay.models import LeadError, LeadState
+from workflows.lead import LeadWorkflow
+
+router = APIRouter(tags=["leads"])
+
+
+class LeadView(BaseModel):
+    lead_key: str
+    workflow_id: str
+    step: str
+    amocrm_contact_id: int | None
+    amocrm_lead_id: int | None
+    submissions_seen: int
+    submissions_processed: int
+    submissions_pending: int
+    duplicates_dropped: int
+    last_error: LeadError | None
+
+    @classmethod
+    def of(cls, state: LeadState) -> LeadView:
+        return cls(
+            lead_key=state.lead_key,
+            workflow_id=lead_workflow_id(state.lead_key),
+            step=state.step,
+            amocrm_contact_id=state.contact_id,
+            amocrm_lead_id=state.lead_id,
+            submissions_seen=state.submissions_seen,
+            submissions_processed=state.submissions_processed,
+            submissions_pending=len(state.pending),
+            duplicates_dropped=state.duplicates_dropped,
+            last_error=state.last_error,
+        )
+
+
+@router.get("/api/leads/{lead_key}", response_model=LeadView)
+async def get_lead(lead_key: str, settings: SettingsDep, temporal: TemporalDep) -> LeadView:
+    try:
+        if "@" in lead_key:
+            key = contact_key(None, normalize_email(lead_key))
+        else:
+            key = contact_key(normalize_phone(lead_key, settings.leadrelay_phone_region), None)
+    except InvalidContact as err:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from err
+    handle = temporal.get_workflow_handle_for(LeadWorkflow.run, lead_workflow_id(key))
+    try:
+        state = await handle.query(LeadWorkflow.state)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead for {key}") from err
+        raise
+    return LeadView.of(state)

@@ -1,0 +1,84 @@
+"""What crosses the Temporal boundary: a submission and a lead workflow's state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Step(StrEnum):
+    """Where a lead workflow is; the UI and `GET /api/leads/{key}` show it."""
+
+    RECEIVED = "received"
+    SEARCHING = "searching"
+    CREATING = "creating"
+    CREATED = "created"
+    UPDATING = "updating"
+    UPDATED = "updated"
+    WAITING_RETRY = "waiting-retry"
+    FAILED = "failed"
+    DONE = "done"
+
+
+@dataclass
+class Submission:
+    """One accepted landing form, normalised at the edge."""
+
+    submission_id: str
+    form: str
+    received_at: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    comment: str | None = None
+    source: str | None = None
+    page: str | None = None
+    referrer: str | None = None
+    utm: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Route:
+    """Where a form's leads go in amoCRM; None means amoCRM's default (main pipeline)."""
+
+    pipeline_id: int | None
+    status_id: int | None
+    tags: list[str]
+    lead_name: str
+
+
+@dataclass
+class LeadError:
+    kind: str
+    message: str
+    at: str
+    submission_id: str | None = None
+
+
+@dataclass
+class LeadStart:
+    lead_key: str
+    quiet_window_seconds: float
+    carried: LeadState | None = None
+
+
+@dataclass
+class LeadState:
+    """The query answer, and what continue-as-new carries to the next run."""
+
+    lead_key: str
+    step: Step = Step.RECEIVED
+    contact_id: int | None = None
+    lead_id: int | None = None
+    # The form pipeline the known lead serves; None is amoCRM's default (main) pipeline.
+    lead_route_pipeline_id: int | None = None
+    main_pipeline_id: int | None = None
+    submissions_seen: int = 0
+    submissions_processed: int = 0
+    duplicates_dropped: int = 0
+    pending: list[Submission] = field(default_factory=list)
+    processed_ids: list[str] = field(default_factory=list)
+    last_error: LeadError | None = None
+    runs: int = 1

@@ -1,0 +1,42 @@
+"""Configuration from environment variables; the names are a contract with operators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AMOCRM_TASK_QUEUE = "amocrm"
+"""The one rate-limited queue: every amoCRM request is an activity here."""
+
+WORKFLOW_TASK_QUEUE = "leadrelay-workflows"
+"""Workflows live apart from the amoCRM queue so eager activities cannot bypass its limit."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    amocrm_base_url: str | None = Field(
+        default=None, description="amoCRM account URL, e.g. https://school.amocrm.ru"
+    )
+    amocrm_access_token: str | None = Field(default=None, description="Long-lived token")
+    amocrm_rps: float = Field(
+        default=5.0, gt=0, lt=7, description="amoCRM requests per second for the whole deployment"
+    )
+    amocrm_timeout_seconds: float = Field(default=20.0, gt=0)
+    amocrm_block_backoff_seconds: float = Field(
+        default=300.0, gt=0, description="How long a worker stops calling amoCRM after a 403"
+    )
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    leadrelay_forms: Path | None = Field(default=None, description="Forms file (TOML or YAML)")
+    leadrelay_phone_region: str = Field(default="KZ", description="Region for national numbers")
+    leadrelay_quiet_window_seconds: float = Field(
+        default=1800.0, gt=0, description="How long a lead workflow waits for more submissions"
+    )

@@ -1,0 +1,63 @@
+"""Response shapes amoCRM uses: HAL JSON for success, problem JSON and nginx HTML for failures."""
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+
+class HalJSONResponse(JSONResponse):
+    media_type = "application/hal+json"
+
+
+class ProblemJSONResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+class ValidationProblem(Exception):
+    """A 400 "Request validation failed" naming the item and the path of the offending field."""
+
+    def __init__(
+        self, request_id: str, path: str, detail: str, code: str = "NotSupportedChoice"
+    ) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.request_id = request_id
+        self.path = path
+        self.detail = detail
+        self.code = code
+
+    def response(self) -> Response:
+        error = {"code": self.code, "path": self.path, "detail": self.detail}
+        return problem(
+            400,
+            "Request validation failed",
+            {"validation-errors": [{"request_id": self.request_id, "errors": [error]}]},
+        )
+
+
+def problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> Response:
+    body = {
+        "title": HTTPStatus(status).phrase,
+        "type": f"https://httpstatus.es/{status}",
+        "status": status,
+        "detail": detail,
+        **(extra or {}),
+    }
+    return ProblemJSONResponse(body, status_code=status)
+
+
+def nginx_page(status: int, headers: dict[str, str] | None = None) -> Response:
+    """The bare HTML page amoCRM's nginx front answers with when the API itself never did."""
+    title = f"{status} {HTTPStatus(status).phrase}"
+    html = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+def failure(status: int) -> Response:
+    """A failure with no particular body: gateway errors come from nginx, the rest from the API."""
+    if status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
+        return nginx_page(status)
+    return problem(status, HTTPStatus(status).description)

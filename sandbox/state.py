@@ -1,0 +1,192 @@
+"""The in-memory amoCRM account behind one sandbox app, and the ledger of requests it received."""
+
+import itertools
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.faults import Faults
+from sandbox.traffic import TrafficControl
+
+ACCOUNT_ID = 29000000
+DEFAULT_RESPONSIBLE_USER_ID = 8000001
+INCOMING_STATUS_TYPE = 1
+WON_STATUS_ID = 142
+LOST_STATUS_ID = 143
+CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
+
+JSON = Any
+
+
+@dataclass(frozen=True)
+class Status:
+    id: int
+    name: str
+    sort: int
+    color: str
+    type: int = 0
+    is_editable: bool = True
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: int
+    name: str
+    sort: int
+    is_main: bool
+    statuses: tuple[Status, ...]
+
+    def has_status(self, status_id: int) -> bool:
+        return any(status.id == status_id for status in self.statuses)
+
+    def default_status_id(self) -> int:
+        """Where amoCRM puts a lead created without a status: the first stage after "incoming"."""
+        by_sort = sorted(self.statuses, key=lambda status: status.sort)
+        return next(status.id for status in by_sort if status.type != INCOMING_STATUS_TYPE)
+
+
+@dataclass(frozen=True)
+class ContactField:
+    """A multitext contact field (PHONE, EMAIL) and its enum codes → enum ids."""
+
+    id: int
+    code: str
+    name: str
+    enums: dict[str, int]
+
+
+@dataclass
+class Tag:
+    id: int
+    name: str
+
+
+@dataclass
+class Contact:
+    id: int
+    name: str
+    first_name: str
+    last_name: str
+    responsible_user_id: int
+    created_at: int
+    updated_at: int
+    custom_fields_values: list[dict[str, JSON]] | None
+    tag_ids: list[int] = field(default_factory=list)
+    lead_ids: list[int] = field(default_factory=list)
+
+    def field_values(self, field_code: str | None = None) -> list[str]:
+        return [
+            str(value["value"])
+            for custom_field in self.custom_fields_values or []
+            if field_code is None or custom_field["field_code"] == field_code
+            for value in custom_field["values"]
+        ]
+
+
+@dataclass
+class Lead:
+    id: int
+    name: str
+    price: int
+    responsible_user_id: int
+    pipeline_id: int
+    status_id: int
+    created_at: int
+    updated_at: int
+    closed_at: int | None
+    custom_fields_values: list[JSON] | None
+    tag_ids: list[int] = field(default_factory=list)
+    contact_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Note:
+    id: int
+    entity_id: int
+    note_type: str
+    params: dict[str, JSON]
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class LedgerEntry:
+    t: float
+    method: str
+    path: str
+    query: str
+    body: JSON
+    status: int | None = None  # filled in once the answer is known
+
+    def as_json(self) -> dict[str, JSON]:
+        return {
+            "t": self.t,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "status": self.status,
+            "body": self.body,
+        }
+
+
+def unix_now() -> int:
+    return int(time.time())
+
+
+class SandboxAccount:
+    def __init__(self, pipelines: Iterable[Pipeline], contact_fields: Iterable[ContactField]):
+        self.pipelines = {pipeline.id: pipeline for pipeline in pipelines}
+        self.contact_fields = list(contact_fields)
+        self.rng = random.Random()
+        # Ids keep growing across resets so that a stale id from an earlier test never resolves.
+        self._contact_ids = itertools.count(20000001)
+        self._lead_ids = itertools.count(30000001)
+        self._note_ids = itertools.count(40000001)
+        self._tag_ids = itertools.count(50001)
+        self.reset()
+
+    def reset(self) -> None:
+        self.contacts: dict[int, Contact] = {}
+        self.leads: dict[int, Lead] = {}
+        self.notes: dict[int, Note] = {}
+        self.tags: dict[int, Tag] = {}
+        self.ledger: list[LedgerEntry] = []
+        self.faults = Faults()
+        self.traffic = TrafficControl()
+
+    @property
+    def main_pipeline(self) -> Pipeline:
+        return next(pipeline for pipeline in self.pipelines.values() if pipeline.is_main)
+
+    def contact_field(self, *, code: str | None, field_id: int | None) -> ContactField | None:
+        return next(
+            (
+                contact_field
+                for contact_field in self.contact_fields
+                if contact_field.code == code or contact_field.id == field_id
+            ),
+            None,
+        )
+
+    def next_contact_id(self) -> int:
+        return next(self._contact_ids)
+
+    def next_lead_id(self) -> int:
+        return next(self._lead_ids)
+
+    def next_note_id(self) -> int:
+        return next(self._note_ids)
+
+    def tag_named(self, name: str) -> Tag:
+        """The account's tag with this name, created on first use, as amoCRM does."""
+        existing = next((tag for tag in self.tags.values() if tag.name == name), None)
+        if existing is not None:
+            return existing
+        tag = Tag(next(self._tag_ids), name)
+        self.tags[tag.id] = tag
+        return tag
+
+    def notes_of_lead(self, lead_id: int) -> list[Note]:
+        return [note for note in self.notes.values() if note.entity_id == lead_id]

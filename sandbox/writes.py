@@ -1,0 +1,388 @@
+"""Validating and applying amoCRM write requests.
+
+Every item of a batch is read and checked before anything is applied, so a rejected batch leaves
+the account untouched, as amoCRM's 400 does.
+"""
+
+from dataclasses import dataclass
+from fastapi import HTTPException
+
+from sandbox.responses import ValidationProblem
+from sandbox.state import (
+    CLOSED_STATUS_IDS,
+    DEFAULT_RESPONSIBLE_USER_ID,
+    JSON,
+    Contact,
+    Lead,
+    Note,
+    SandboxAccount,
+)
+
+NOTE_TYPES = frozenset(
+    {
+        "common",
+        "call_in",
+        "call_out",
+        "service_message",
+        "extended_service_message",
+        "message_cashier",
+        "sms_in",
+        "sms_out",
+        "geolocation",
+        "attachment",
+    }
+)
+
+# A tag reference: an existing tag's id, or a name to find or create.
+TagRef = int | str
+
+
+def request_items(body: JSON, max_items: int) -> list[JSON]:
+    if not isinstance(body, list) or not body:
+        raise HTTPException(400, "Request body must be a non-empty JSON array")
+    if len(body) > max_items:
+        raise HTTPException(422, f"Limit {max_items} per page")
+    return body
+
+
+def request_id_of(item: JSON, index: int) -> str:
+    request_id = item.get("request_id") if isinstance(item, dict) else None
+    return str(request_id) if isinstance(request_id, str | int) else str(index)
+
+
+class ItemReader:
+    """Reads one JSON object of a request, reporting a bad field by its amoCRM path."""
+
+    def __init__(self, data: JSON, request_id: str, path: str = "") -> None:
+        self.request_id = request_id
+        self.path = path
+        if not isinstance(data, dict):
+            raise ValidationProblem(request_id, path or "0", "Must be an object", "InvalidType")
+        self.data: dict[str, JSON] = data
+
+    def problem(self, key: str, detail: str, code: str = "NotSupportedChoice") -> ValidationProblem:
+        return ValidationProblem(self.request_id, self._path_of(key), detail, code)
+
+    def child(self, key: str, data: JSON) -> "ItemReader":
+        return ItemReader(data, self.request_id, self._path_of(key))
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def optional_int(self, key: str, minimum: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.problem(key, "Must be an integer", "InvalidType")
+        if minimum is not None and value < minimum:
+            raise self.problem(key, f"Must be at least {minimum}", "OutOfRange")
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.problem(key, "Must be a string", "InvalidType")
+        return value
+
+    def required_str(self, key: str) -> str:
+        value = self.optional_str(key)
+        if value is None:
+            raise self.problem(key, "This field is required", "NotBlank")
+        return value
+
+    def optional_list(self, key: str) -> list[JSON]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.problem(key, "Must be an array", "InvalidType")
+        return value
+
+    def embedded(self) -> "ItemReader":
+        return self.child("_embedded", self.data.get("_embedded") or {})
+
+    def _path_of(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+
+@dataclass
+class ContactDraft:
+    name: str
+    first_name: str
+    last_name: str
+    responsible_user_id: int
+    custom_fields_values: list[dict[str, JSON]] | None
+    tags: list[TagRef]
+
+
+@dataclass
+class LeadDraft:
+    name: str | None
+    price: int
+    responsible_user_id: int
+    pipeline_id: int
+    status_id: int
+    custom_fields_values: list[JSON] | None
+    tags: list[TagRef]
+    contact_ids: list[int]
+    new_contact: ContactDraft | None
+
+
+@dataclass
+class LeadChange:
+    lead: Lead
+    name: str | None
+    price: int | None
+    responsible_user_id: int | None
+    pipeline_id: int
+    status_id: int
+    replaced_tags: list[TagRef] | None
+    added_tags: list[TagRef]
+    deleted_tags: list[TagRef]
+
+
+@dataclass
+class NoteDraft:
+    entity_id: int
+    note_type: str
+    params: dict[str, JSON]
+
+
+def read_contact(reader: ItemReader, account: SandboxAccount) -> ContactDraft:
+    first_name = reader.optional_str("first_name") or ""
+    last_name = reader.optional_str("last_name") or ""
+    name = reader.optional_str("name") or " ".join(part for part in (first_name, last_name) if part)
+    return ContactDraft(
+        name=name,
+        first_name=first_name,
+        last_name=last_name,
+        responsible_user_id=reader.optional_int("responsible_user_id")
+        or DEFAULT_RESPONSIBLE_USER_ID,
+        custom_fields_values=_read_contact_fields(reader, account),
+        tags=_read_tag_refs(reader.embedded(), "tags", account),
+    )
+
+
+def _read_contact_fields(reader: ItemReader, account: SandboxAccount) -> list[dict[str, JSON]] | None:
+    fields = []
+    for index, entry in enumerate(reader.optional_list("custom_fields_values")):
+        entry_reader = reader.child(f"custom_fields_values.{index}", entry)
+        contact_field = account.contact_field(
+            code=entry_reader.optional_str("field_code"),
+            field_id=entry_reader.optional_int("field_id"),
+        )
+        if contact_field is None:
+            raise entry_reader.problem("field_id", "Unknown custom field")
+        values = []
+        for value_index, value in enumerate(entry_reader.optional_list("values")):
+            value_reader = entry_reader.child(f"values.{value_index}", value)
+            text = value_reader.required_str("value")
+            # Some amoCRM docs call the enum `enum`, others `enum_code`.
+            enum_code = (
+                value_reader.optional_str("enum_code") or value_reader.optional_str("enum") or "WORK"
+            )
+            if enum_code not in contact_field.enums:
+                raise value_reader.problem("enum_code", f"Unknown enum_code {enum_code!r}")
+            values.append(
+                {"value": text, "enum_id": contact_field.enums[enum_code], "enum_code": enum_code}
+            )
+        fields.append(
+            {
+                "field_id": contact_field.id,
+                "field_name": contact_field.name,
+                "field_code": contact_field.code,
+                "field_type": "multitext",
+                "values": values,
+            }
+        )
+    return fields or None
+
+
+def _read_tag_refs(reader: ItemReader, key: str, account: SandboxAccount) -> list[TagRef]:
+    refs: list[TagRef] = []
+    for index, tag in enumerate(reader.optional_list(key)):
+        tag_reader = reader.child(f"{key}.{index}", tag)
+        tag_id = tag_reader.optional_int("id")
+        if tag_id is None:
+            refs.append(tag_reader.required_str("name"))
+        elif tag_id in account.tags:
+            refs.append(tag_id)
+        else:
+            raise tag_reader.problem("id", f"Tag {tag_id} does not exist")
+    return refs
+
+
+def read_stage(reader: ItemReader, account: SandboxAccount, lead: Lead | None) -> tuple[int, int]:
+    """The (pipeline_id, status_id) an item asks for, defaulted the way amoCRM does."""
+    pipeline_id = reader.optional_int("pipeline_id")
+    if pipeline_id is not None and pipeline_id not in account.pipelines:
+        raise reader.problem("pipeline_id", f"Pipeline {pipeline_id} does not exist")
+    if pipeline_id is None:
+        pipeline_id = lead.pipeline_id if lead is not None else account.main_pipeline.id
+    pipeline = account.pipelines[pipeline_id]
+    status_id = reader.optional_int("status_id")
+    if status_id is not None and not pipeline.has_status(status_id):
+        raise reader.problem("status_id", f"Status {status_id} is not in pipeline {pipeline_id}")
+    if status_id is not None:
+        return pipeline_id, status_id
+    if lead is not None and pipeline.has_status(lead.status_id):
+        return pipeline_id, lead.status_id
+    return pipeline_id, pipeline.default_status_id()
+
+
+def read_new_lead(
+    reader: ItemReader, account: SandboxAccount, *, with_new_contact: bool
+) -> LeadDraft:
+    """A lead to create; `with_new_contact` is the /leads/complex flavour (one contact, maybe new)."""
+    pipeline_id, status_id = read_stage(reader, account, None)
+    custom_fields_values = reader.optional_list("custom_fields_values")
+    embedded = reader.embedded()
+    contacts = embedded.optional_list("contacts")
+    if with_new_contact and len(contacts) > 1:
+        raise embedded.problem("contacts", "At most one contact per lead", "OutOfRange")
+    contact_ids: list[int] = []
+    new_contact = None
+    for index, contact in enumerate(contacts):
+        contact_reader = embedded.child(f"contacts.{index}", contact)
+        contact_id = contact_reader.optional_int("id")
+        if contact_id is None and with_new_contact:
+            new_contact = read_contact(contact_reader, account)
+        elif contact_id is None:
+            raise contact_reader.problem("id", "This field is required", "NotBlank")
+        elif contact_id not in account.contacts:
+            raise contact_reader.problem("id", f"Contact {contact_id} does not exist")
+        else:
+            contact_ids.append(contact_id)
+    return LeadDraft(
+        name=reader.optional_str("name"),
+        price=reader.optional_int("price", minimum=0) or 0,
+        responsible_user_id=reader.optional_int("responsible_user_id")
+        or DEFAULT_RESPONSIBLE_USER_ID,
+        pipeline_id=pipeline_id,
+        status_id=status_id,
+        custom_fields_values=custom_fields_values or None,
+        tags=_read_tag_refs(embedded, "tags", account),
+        contact_ids=contact_ids,
+        new_contact=new_contact,
+    )
+
+
+def read_lead_change(reader: ItemReader, account: SandboxAccount, lead: Lead) -> LeadChange:
+    pipeline_id, status_id = read_stage(reader, account, lead)
+    embedded = reader.embedded()
+    return LeadChange(
+        lead=lead,
+        name=reader.optional_str("name"),
+        price=reader.optional_int("price", minimum=0),
+        responsible_user_id=reader.optional_int("responsible_user_id"),
+        pipeline_id=pipeline_id,
+        status_id=status_id,
+        replaced_tags=_read_tag_refs(embedded, "tags", account) if embedded.has("tags") else None,
+        added_tags=_read_tag_refs(reader, "tags_to_add", account),
+        deleted_tags=_read_tag_refs(reader, "tags_to_delete", account),
+    )
+
+
+def read_note(reader: ItemReader, account: SandboxAccount, entity_id: int | None) -> NoteDraft:
+    """A lead note; `entity_id` comes from the URL for /leads/{id}/notes, else from the item."""
+    if entity_id is None:
+        entity_id = reader.optional_int("entity_id")
+        if entity_id is None or entity_id not in account.leads:
+            raise reader.problem("entity_id", f"Lead {entity_id} does not exist")
+    note_type = reader.required_str("note_type")
+    if note_type not in NOTE_TYPES:
+        raise reader.problem("note_type", f"Unknown note_type {note_type!r}")
+    params = reader.data.get("params") or {}
+    if not isinstance(params, dict):
+        raise reader.problem("params", "Must be an object", "InvalidType")
+    return NoteDraft(entity_id, note_type, params)
+
+
+def add_contact(account: SandboxAccount, draft: ContactDraft, now: int) -> Contact:
+    contact = Contact(
+        id=account.next_contact_id(),
+        name=draft.name,
+        first_name=draft.first_name,
+        last_name=draft.last_name,
+        responsible_user_id=draft.responsible_user_id,
+        created_at=now,
+        updated_at=now,
+        custom_fields_values=draft.custom_fields_values,
+        tag_ids=_resolve_tags(account, draft.tags),
+    )
+    account.contacts[contact.id] = contact
+    return contact
+
+
+def add_lead(account: SandboxAccount, draft: LeadDraft, now: int) -> Lead:
+    contact_ids = list(draft.contact_ids)
+    if draft.new_contact is not None:
+        contact_ids.append(add_contact(account, draft.new_contact, now).id)
+    lead_id = account.next_lead_id()
+    lead = Lead(
+        id=lead_id,
+        name=draft.name if draft.name is not None else f"Сделка #{lead_id}",
+        price=draft.price,
+        responsible_user_id=draft.responsible_user_id,
+        pipeline_id=draft.pipeline_id,
+        status_id=draft.status_id,
+        created_at=now,
+        updated_at=now,
+        closed_at=now if draft.status_id in CLOSED_STATUS_IDS else None,
+        custom_fields_values=draft.custom_fields_values,
+        tag_ids=_resolve_tags(account, draft.tags),
+        contact_ids=contact_ids,
+    )
+    account.leads[lead.id] = lead
+    for contact_id in contact_ids:
+        account.contacts[contact_id].lead_ids.append(lead.id)
+    return lead
+
+
+def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Lead:
+    lead = change.lead
+    if change.name is not None:
+        lead.name = change.name
+    if change.price is not None:
+        lead.price = change.price
+    if change.responsible_user_id is not None:
+        lead.responsible_user_id = change.responsible_user_id
+    if change.replaced_tags is not None:
+        lead.tag_ids = _resolve_tags(account, change.replaced_tags)
+    for tag_id in _resolve_tags(account, change.added_tags):
+        if tag_id not in lead.tag_ids:
+            lead.tag_ids.append(tag_id)
+    deleted = set(_resolve_tags(account, change.deleted_tags))
+    lead.tag_ids = [tag_id for tag_id in lead.tag_ids if tag_id not in deleted]
+    move_lead(lead, change.pipeline_id, change.status_id, now)
+    return lead
+
+
+def move_lead(lead: Lead, pipeline_id: int, status_id: int, now: int) -> None:
+    """Put a lead in a stage; `updated_at` always moves forward so that `updated_at` filters see it."""
+    if status_id not in CLOSED_STATUS_IDS:
+        lead.closed_at = None
+    elif lead.status_id != status_id or lead.closed_at is None:
+        lead.closed_at = now
+    lead.pipeline_id = pipeline_id
+    lead.status_id = status_id
+    lead.updated_at = max(now, lead.updated_at + 1)
+
+
+def add_note(account: SandboxAccount, draft: NoteDraft, now: int) -> Note:
+    note = Note(account.next_note_id(), draft.entity_id, draft.note_type, draft.params, now, now)
+    account.notes[note.id] = note
+    return note
+
+
+def _resolve_tags(account: SandboxAccount, refs: list[TagRef]) -> list[int]:
+    tag_ids: list[int] = []
+    for ref in refs:
+        tag_id = ref if isinstance(ref, int) else account.tag_named(ref).id
+        if tag_id not in tag_ids:
+            tag_ids.append(tag_id)
+    return tag_ids
+

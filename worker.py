@@ -1,0 +1,84 @@
+"""The leadrelay worker: lead workflows, and amoCRM activities on the rate-limited queue.
+
+Run it as `python worker.py`; it reads the same environment as the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.amocrm import AmoActivities
+from activities.routing import RoutingActivities
+from amocrm.client import AmoClient
+from leadrelay.forms import FormsFile
+from leadrelay.settings import AMOCRM_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
+from leadrelay.temporal import connect
+from workflows.lead import LeadWorkflow
+
+
+def amo_client(settings: Settings) -> AmoClient:
+    if not settings.amocrm_base_url or not settings.amocrm_access_token:
+        raise SystemExit(
+            "AMOCRM_BASE_URL and AMOCRM_ACCESS_TOKEN must be set (make run starts the sandbox)"
+        )
+    return AmoClient(
+        settings.amocrm_base_url,
+        settings.amocrm_access_token,
+        requests_per_second=settings.amocrm_rps,
+        timeout=settings.amocrm_timeout_seconds,
+        block_backoff=settings.amocrm_block_backoff_seconds,
+    )
+
+
+def create_workers(
+    client: Client, settings: Settings, amo: AmoClient, executor: ThreadPoolExecutor
+) -> list[Worker]:
+    routing = RoutingActivities(FormsFile(settings.leadrelay_forms))
+    amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
+    workflow_worker = Worker(
+        client,
+        task_queue=WORKFLOW_TASK_QUEUE,
+        workflows=[LeadWorkflow],
+        activities=[routing.route_submission],
+        activity_executor=executor,
+    )
+    # Every worker on this queue must set the same limit: the last poller's value wins.
+    amocrm_worker = Worker(
+        client,
+        task_queue=AMOCRM_TASK_QUEUE,
+        activities=[
+            amocrm.search_contacts,
+            amocrm.create_lead,
+            amocrm.read_leads,
+            amocrm.add_lead_tags,
+            amocrm.add_lead_note,
+            amocrm.main_pipeline_id,
+        ],
+        max_task_queue_activities_per_second=settings.amocrm_rps,
+    )
+    return [workflow_worker, amocrm_worker]
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with amo_client(settings) as amo:
+            workers = create_workers(client, settings, amo, executor)
+            logging.info(
+                "worker polling %s and %s (amoCRM limit %.1f req/s)",
+                WORKFLOW_TASK_QUEUE,
+                AMOCRM_TASK_QUEUE,
+                settings.amocrm_rps,
+            )
+            await asyncio.gather(*(worker.run() for worker in workers))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,299 @@
+"""One workflow per person: every submission of theirs becomes one lead in amoCRM.
+
+The workflow ID is the contact key, and the API signals-with-start it, so submissions
+that arrive together collapse into one run and are handled one at a time, in order.
+After the last one it stays open for a quiet window, so a later submission updates the
+lead it already knows instead of searching amoCRM again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.amocrm import AmoActivities, AmoFailure, ContactQuery, LeadNote, LeadTags
+    from activities.routing import RoutingActivities
+    from amocrm.models import CreatedLead, Lead, NewContact, NewLead
+    from leadrelay.models import LeadError, LeadStart, LeadState, Route, Step, Submission
+    from leadrelay.notes import submission_note
+    from leadrelay.settings import AMOCRM_TASK_QUEUE
+
+T = TypeVar("T")
+
+AMOCRM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=list(AmoFailure.NON_RETRYABLE),
+)
+# A lead must survive an amoCRM outage of hours, so transient failures retry for a week.
+AMOCRM_PATIENCE = timedelta(days=7)
+AMOCRM_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+# A create is never retried blindly: its answer may have been lost after amoCRM applied
+# it, so the workflow searches again before creating again.
+CREATE_ONCE = RetryPolicy(maximum_attempts=1)
+CREATE_BACKOFF_CAP = timedelta(minutes=5)
+ROUTING_RETRY = RetryPolicy(maximum_attempts=3)
+PROCESSED_IDS_KEPT = 500
+SUBMISSIONS_PER_RUN = 100
+
+
+@workflow.defn
+class LeadWorkflow:
+    @workflow.init
+    def __init__(self, start: LeadStart) -> None:
+        self._state = start.carried or LeadState(lead_key=start.lead_key)
+        self._quiet_window = timedelta(seconds=start.quiet_window_seconds)
+        self._retry_requested = False
+        self._create_failures = 0
+
+    @workflow.run
+    async def run(self, start: LeadStart) -> LeadState:
+        processed_this_run = 0
+        while await self._next_submission_arrives():
+            submission = self._state.pending[0]
+            await self._process_until_done(submission)
+            self._state.pending.pop(0)
+            self._remember_processed(submission.submission_id)
+            processed_this_run += 1
+            if processed_this_run >= SUBMISSIONS_PER_RUN or (
+                workflow.info().is_continue_as_new_suggested()
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.runs += 1
+                workflow.continue_as_new(
+                    LeadStart(start.lead_key, start.quiet_window_seconds, carried=self._state)
+                )
+        self._state.step = Step.DONE
+        self._show_details()
+        return self._state
+
+    @workflow.signal
+    def submit(self, submission: Submission) -> None:
+        self._state.submissions_seen += 1
+        seen = submission.submission_id in self._state.processed_ids or any(
+            queued.submission_id == submission.submission_id for queued in self._state.pending
+        )
+        if seen:
+            self._state.duplicates_dropped += 1
+        else:
+            self._state.pending.append(submission)
+
+    @workflow.signal
+    def retry(self) -> None:
+        """Try the failed submission again, e.g. after the forms file or token was fixed."""
+        self._retry_requested = True
+
+    @workflow.query
+    def state(self) -> LeadState:
+        return self._state
+
+    # --- the business process -------------------------------------------------
+
+    async def _next_submission_arrives(self) -> bool:
+        if not self._state.pending:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: bool(self._state.pending), timeout=self._quiet_window
+                )
+        return bool(self._state.pending)
+
+    async def _process_until_done(self, submission: Submission) -> None:
+        """Failures that retrying cannot fix park the submission until an operator says retry."""
+        while True:
+            try:
+                await self._process(submission)
+                return
+            except ActivityError as err:
+                self._record_error(err, submission)
+                self._state.step = Step.FAILED
+                self._show_details()
+                workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
+                self._retry_requested = False
+                await workflow.wait_condition(lambda: self._retry_requested)
+                self._retry_requested = False
+
+    async def _process(self, submission: Submission) -> None:
+        route = await workflow.execute_local_activity_method(
+            RoutingActivities.route_submission,
+            submission,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=ROUTING_RETRY,
+        )
+        if await self._update_known_lead(route):
+            self._state.step = Step.UPDATED
+        else:
+            await self._find_or_create_lead(submission, route)
+        lead_id = self._known_lead_id()
+        await self._amocrm(
+            AmoActivities.add_lead_note,
+            LeadNote(lead_id, submission_note(submission)),
+            summary="add submission note",
+        )
+        self._show_details()
+
+    async def _update_known_lead(self, route: Route) -> bool:
+        """A later submission: update the lead this workflow knows, if it is still open."""
+        if self._state.lead_id is None or route.pipeline_id != self._state.lead_route_pipeline_id:
+            return False
+        self._state.step = Step.UPDATING
+        leads = await self._amocrm(
+            AmoActivities.read_leads, [self._state.lead_id], summary="read known lead"
+        )
+        if not leads or not leads[0].is_open:
+            self._state.lead_id = None
+            return False
+        await self._add_missing_tags(leads[0], route)
+        return True
+
+    async def _find_or_create_lead(self, submission: Submission, route: Route) -> None:
+        while True:
+            self._state.step = Step.SEARCHING
+            query = ContactQuery(
+                phone=submission.phone, email=None if submission.phone else submission.email
+            )
+            contacts = await self._amocrm(
+                AmoActivities.search_contacts, query, summary="search contact"
+            )
+            if contacts:
+                self._state.contact_id = min(contact.id for contact in contacts)
+                lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
+                open_lead = await self._open_lead_in_pipeline(lead_ids, route)
+                if open_lead is not None:
+                    self._adopt(open_lead.id, route)
+                    await self._add_missing_tags(open_lead, route)
+                    self._state.step = Step.UPDATED
+                    return
+            created = await self._create_lead(submission, route)
+            if created is not None:
+                self._state.contact_id = created.contact_id or self._state.contact_id
+                self._adopt(created.lead_id, route)
+                self._state.step = Step.CREATED
+                return
+
+    async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
+        if not lead_ids:
+            return None
+        leads = await self._amocrm(
+            AmoActivities.read_leads, lead_ids, summary="read the contact's leads"
+        )
+        open_leads = [lead for lead in leads if lead.is_open]
+        if not open_leads:
+            return None
+        pipeline_id = route.pipeline_id or await self._main_pipeline_id()
+        in_pipeline = [lead for lead in open_leads if lead.pipeline_id == pipeline_id]
+        return max(in_pipeline, key=lambda lead: lead.id, default=None)
+
+    async def _create_lead(self, submission: Submission, route: Route) -> CreatedLead | None:
+        """The created lead, or None when the outcome is unknown and a search must come first."""
+        self._state.step = Step.CREATING
+        contact_id = self._state.contact_id
+        new_lead = NewLead(
+            name=route.lead_name,
+            pipeline_id=route.pipeline_id,
+            status_id=route.status_id,
+            tags=route.tags,
+            contact_id=contact_id,
+            new_contact=None
+            if contact_id
+            else NewContact(submission.name, submission.phone, submission.email),
+            request_id=submission.submission_id[:32],
+        )
+        try:
+            return await workflow.execute_activity_method(
+                AmoActivities.create_lead,
+                new_lead,
+                task_queue=AMOCRM_TASK_QUEUE,
+                start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+                retry_policy=CREATE_ONCE,
+                summary="create lead + contact" if contact_id is None else "create lead",
+            )
+        except ActivityError as err:
+            if _failure_type(err) in AmoFailure.NON_RETRYABLE:
+                raise
+            self._record_error(err, submission)
+            self._state.step = Step.WAITING_RETRY
+            self._create_failures += 1
+            await workflow.sleep(self._create_backoff(err))
+            return None
+
+    async def _add_missing_tags(self, lead: Lead, route: Route) -> None:
+        missing = [tag for tag in route.tags if tag not in lead.tags]
+        if missing:
+            await self._amocrm(
+                AmoActivities.add_lead_tags, LeadTags(lead.id, missing), summary="add form tags"
+            )
+
+    async def _main_pipeline_id(self) -> int:
+        if self._state.main_pipeline_id is None:
+            self._state.main_pipeline_id = await self._amocrm(
+                AmoActivities.main_pipeline_id, summary="find the main pipeline"
+            )
+        return self._state.main_pipeline_id
+
+    # --- plumbing -------------------------------------------------------------
+
+    async def _amocrm(self, activity: Callable[..., Awaitable[T]], *args: Any, summary: str) -> T:
+        return await workflow.execute_activity_method(
+            activity,
+            *args,
+            task_queue=AMOCRM_TASK_QUEUE,
+            start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+            schedule_to_close_timeout=AMOCRM_PATIENCE,
+            retry_policy=AMOCRM_RETRY,
+            summary=summary,
+        )
+
+    def _adopt(self, lead_id: int, route: Route) -> None:
+        self._state.lead_id = lead_id
+        self._state.lead_route_pipeline_id = route.pipeline_id
+        self._create_failures = 0
+
+    def _known_lead_id(self) -> int:
+        assert self._state.lead_id is not None, "a processed submission always has a lead"
+        return self._state.lead_id
+
+    def _create_backoff(self, err: ActivityError) -> timedelta:
+        asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
+        exponential = timedelta(seconds=2 ** min(self._create_failures, 10))
+        return asked or min(exponential, CREATE_BACKOFF_CAP)
+
+    def _record_error(self, err: ActivityError, submission: Submission) -> None:
+        cause = err.cause or err
+        self._state.last_error = LeadError(
+            kind=_failure_type(err),
+            message=str(cause),
+            at=workflow.now().isoformat(),
+            submission_id=submission.submission_id,
+        )
+
+    def _remember_processed(self, submission_id: str) -> None:
+        self._state.submissions_processed += 1
+        self._state.processed_ids.append(submission_id)
+        del self._state.processed_ids[:-PROCESSED_IDS_KEPT]
+
+    def _show_details(self) -> None:
+        state = self._state
+        lines = [
+            f"**step** {state.step}",
+            f"**amoCRM** contact {state.contact_id} · lead {state.lead_id}",
+            f"**submissions** {state.submissions_processed} processed, "
+            f"{len(state.pending)} pending, {state.duplicates_dropped} repeats dropped",
+        ]
+        if state.last_error:
+            lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
+        workflow.set_current_details("\n\n".join(lines))
+
+
+def _failure_type(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError"
+    return type(cause).__name__ if cause else "ActivityError"
