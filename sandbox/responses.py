@@ -5,6 +5,10 @@ from typing import Any
 
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+GATEWAY_ERRORS = frozenset(
+    {HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT}
+)
+
 
 class HalJSONResponse(JSONResponse):
     media_type = "application/hal+json"
@@ -35,9 +39,16 @@ class ValidationProblem(Exception):
         )
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # scripted faults may use codes outside the standard set, such as 499
+        return "Error"
+
+
 def problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> Response:
     body = {
-        "title": HTTPStatus(status).phrase,
+        "title": _phrase(status),
         "type": f"https://httpstatus.es/{status}",
         "status": status,
         "detail": detail,
@@ -48,7 +59,7 @@ def problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> Re
 
 def nginx_page(status: int, headers: dict[str, str] | None = None) -> Response:
     """The bare HTML page amoCRM's nginx front answers with when the API itself never did."""
-    title = f"{status} {HTTPStatus(status).phrase}"
+    title = f"{status} {_phrase(status)}"
     html = (
         f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
         f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -58,6 +69,6 @@ def nginx_page(status: int, headers: dict[str, str] | None = None) -> Response:
 
 def failure(status: int) -> Response:
     """A failure with no particular body: gateway errors come from nginx, the rest from the API."""
-    if status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
+    if status in GATEWAY_ERRORS:
         return nginx_page(status)
-    return problem(status, HTTPStatus(status).description)
+    return problem(status, _phrase(status))

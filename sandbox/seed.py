@@ -1,4 +1,4 @@
-"""The account every sandbox starts with: pipelines and contact fields shaped like a real school's."""
+"""What every sandbox account starts with: a school's pipelines and its contact fields."""
 
 from sandbox.state import (
     INCOMING_STATUS_TYPE,

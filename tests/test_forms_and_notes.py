@@ -1,0 +1,90 @@
+"""The forms file's routing and the note a manager reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from leadrelay.forms import FormsConfig, FormsFile
+from leadrelay.models import Submission
+from leadrelay.notes import submission_note
+
+FORMS_YAML = """
+default_tags: [site]
+forms:
+  express-course:
+    pipeline_id: 6344290
+    status_id: 54435014
+    tags: [express]
+    lead_name: "Экспресс: {name} ({paymentMethod})"
+    stage_by_field: {field: paymentMethod, stages: {kaspi: 54423922, card: 54423923}}
+"""
+
+
+def submission(**overrides: object) -> Submission:
+    base: dict[str, object] = {
+        "submission_id": "abc",
+        "form": "express-course",
+        "received_at": "2026-01-01T00:00:00+00:00",
+        "name": "Айгерим",
+        "phone": "+77771234567",
+    }
+    return Submission(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_stage_is_chosen_by_a_field(tmp_path: Path) -> None:
+    config = FormsConfig.load(write(tmp_path, "forms.yaml", FORMS_YAML))
+    route = config.route(submission(extras={"paymentMethod": "card"}))
+    assert (route.pipeline_id, route.status_id) == (6344290, 54423923)
+    assert route.tags == ["site", "express"]
+    assert route.lead_name == "Экспресс: Айгерим (card)"
+    unknown_method = config.route(submission(extras={"paymentMethod": "cash"}))
+    assert unknown_method.status_id == 54435014
+
+
+def test_unmapped_form_goes_to_amocrm_default(tmp_path: Path) -> None:
+    config = FormsConfig.load(write(tmp_path, "forms.toml", "[forms.other]\npipeline_id = 1\n"))
+    route = config.route(submission(form="quiz", name=None))
+    assert (route.pipeline_id, route.status_id) == (None, None)
+    assert route.lead_name == "quiz: +77771234567"
+
+
+def test_status_without_pipeline_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="pipeline_id"):
+        FormsConfig.load(write(tmp_path, "forms.toml", "[forms.x]\nstatus_id = 5\n"))
+
+
+def test_forms_file_is_reread_when_it_changes(tmp_path: Path) -> None:
+    path = write(tmp_path, "forms.toml", "[forms.express-course]\npipeline_id = 1\n")
+    forms = FormsFile(path)
+    assert forms.current().route(submission()).pipeline_id == 1
+    path.write_text("[forms.express-course]\npipeline_id = 2\n", encoding="utf-8")
+    assert forms.current().route(submission()).pipeline_id == 2
+
+
+def test_note_is_readable() -> None:
+    note = submission_note(
+        submission(
+            utm={"utm_source": "fb"},
+            page="https://academy.kz/express",
+            extras={
+                "proftestAnswers": [{"question": "Возраст?", "answer": "19–25"}],
+                "metadata": {"userAgent": "Mozilla", "stage": "quiz_completed"},
+                "answers": [1, 0, 2],
+            },
+        )
+    )
+    assert "Заявка с формы «express-course»" in note
+    assert "Телефон: +77771234567" in note
+    assert "UTM: utm_source=fb" in note
+    assert "1. Возраст? — 19–25" in note
+    assert "metadata.userAgent: Mozilla" in note
+    assert "answers: [1, 0, 2]" in note
