@@ -175,9 +175,10 @@ class AmoClient:
             raise AmoAuthError(message, status=status, request_id=request_id)
         if status >= 500:
             raise AmoOutcomeUnknown(message, status=status, request_id=request_id)
-        raise AmoRejected(
-            message, problems=_validation_problems(problem), status=status, request_id=request_id
-        )
+        problems = _validation_problems(problem)
+        if problems:
+            message = f"{message}: {'; '.join(problems)}"
+        raise AmoRejected(message, problems=problems, status=status, request_id=request_id)
 
 
 def _embedded(body: Any, key: str) -> list[dict[str, Any]]:

@@ -23,16 +23,19 @@ async def api_gate(request: Request, call_next: RequestResponseEndpoint) -> Resp
         return await call_next(request)
     account: SandboxAccount = request.app.state.account
     settings: SandboxSettings = request.app.state.settings
+    # Stamp, count and log the request before the first await, so that order is arrival order.
     entry = LedgerEntry(
         t=time.time(),
         method=request.method,
         path=request.url.path,
         query=unquote(request.url.query),
-        body=_json_or_none(await request.body()),
+        body=None,
     )
     account.ledger.append(entry)
     request_number = len(account.ledger)
-    response = await _answer(request, call_next, account, settings)
+    admission = _admit(account, settings)
+    entry.body = _json_or_none(await request.body())
+    response = await _answer(request, call_next, account, settings.token, admission)
     entry.status = response.status_code
     if account.faults.latency_ms:
         await asyncio.sleep(account.faults.latency_ms / 1000)
@@ -40,26 +43,31 @@ async def api_gate(request: Request, call_next: RequestResponseEndpoint) -> Resp
     return response
 
 
-async def _answer(
-    request: Request,
-    call_next: RequestResponseEndpoint,
-    account: SandboxAccount,
-    settings: SandboxSettings,
-) -> Response:
+def _admit(account: SandboxAccount, settings: SandboxSettings) -> Admission:
     faults = account.faults
     rate_limit = settings.rate_limit if faults.rate_limit is None else faults.rate_limit
     block_seconds = settings.block_seconds if faults.block_seconds is None else faults.block_seconds
-    admission = account.traffic.admit(
+    return account.traffic.admit(
         time.monotonic(),
         rate_limit=rate_limit,
         block_after_429s=settings.block_after_429s,
         block_seconds=block_seconds,
     )
+
+
+async def _answer(
+    request: Request,
+    call_next: RequestResponseEndpoint,
+    account: SandboxAccount,
+    token: str,
+    admission: Admission,
+) -> Response:
+    faults = account.faults
     if admission is Admission.BLOCKED:
         return nginx_page(403)
     if admission is Admission.RATE_LIMITED:
         return _too_many_requests(faults)
-    if not _is_authorized(request, settings.token):
+    if not _is_authorized(request, token):
         return problem(401, "Authorization token is missing, invalid or revoked")
     scripted = faults.take_scripted_answer(request.method, request.url.path)
     if scripted is not None:

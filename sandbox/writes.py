@@ -58,7 +58,7 @@ class ItemReader:
         self.request_id = request_id
         self.path = path
         if not isinstance(data, dict):
-            raise ValidationProblem(request_id, path or "0", "Must be an object", "InvalidType")
+            raise ValidationProblem(request_id, path, "Must be an object", "InvalidType")
         self.data: dict[str, JSON] = data
 
     def problem(self, key: str, detail: str, code: str = "NotSupportedChoice") -> ValidationProblem:
@@ -387,4 +387,3 @@ def _resolve_tags(account: SandboxAccount, refs: list[TagRef]) -> list[int]:
         if tag_id not in tag_ids:
             tag_ids.append(tag_id)
     return tag_ids
-

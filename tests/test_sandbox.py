@@ -112,7 +112,10 @@ def test_complex_reuses_a_known_contact_and_the_same_tag(
     api: httpx.Client, control: httpx.Client
 ) -> None:
     contact_id = control.post("/contacts", json={"name": "Ержан"}).json()["id"]
-    known = {"name": "again", "_embedded": {"contacts": [{"id": contact_id}], "tags": [{"name": "t"}]}}
+    known = {
+        "name": "again",
+        "_embedded": {"contacts": [{"id": contact_id}], "tags": [{"name": "t"}]},
+    }
 
     answers = [api.post("/leads/complex", json=[known]).json()[0] for _ in range(2)]
 
@@ -134,12 +137,13 @@ def test_search_finds_a_phone_written_without_country_code(api: httpx.Client) ->
     assert set(stub) == {"id", "_links"}  # stubs only: the status must be fetched separately
 
 
-def test_search_matches_names_and_emails_case_insensitively(api: httpx.Client) -> None:
+def test_search_matches_names_emails_and_phones_written_any_way(api: httpx.Client) -> None:
     api.post("/leads/complex", json=[new_lead_with_contact("Айгерим")])
 
     assert api.get("/contacts", params={"query": "айгерим"}).status_code == 200
     assert api.get("/contacts", params={"query": "A@EXAMPLE.KZ"}).status_code == 200
-    assert api.get("/contacts", params={"query": "7771"}).status_code == 204  # too few digits
+    assert api.get("/contacts", params={"query": "(777) 111-22-33"}).status_code == 200
+    assert api.get("/contacts", params={"query": "77-71"}).status_code == 204  # too few digits
 
 
 @pytest.mark.parametrize("style", ["brackets", "indexed", "single"])
@@ -302,7 +306,7 @@ def test_lost_answer_applies_the_write_but_answers_504(
     response = api.post("/leads/complex", json=[new_lead_with_contact()])
 
     assert response.status_code == 504
-    assert "504 Gateway Time-out" in response.text or "504" in response.text
+    assert response.headers["content-type"].startswith("text/html")
     assert len(control.get("/state").json()["leads"]) == 1
     assert api.get("/leads").status_code == 200  # reads are never lost
 
