@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from api.intake import build_submission
+from leadrelay.models import Step
+from leadrelay.temporal import deliver_submission
 from tests.conftest import EXPRESS_PIPELINE, PROFTEST_PIPELINE, PROFTEST_STATUS
 from tests.support import Stack, eventually
 
@@ -161,3 +164,25 @@ async def test_later_submission_notes_open_lead_and_closed_lead_gets_a_new_one(
     assert len(contacts_of(state, phone[1:])) == 1
     assert view["amocrm_lead_id"] == leads[1]["id"]
     assert "хочу ещё курс" in notes_of(state, leads[1]["id"])[0]
+
+
+async def test_after_the_quiet_window_a_new_run_finds_the_existing_lead(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    phone = new_phone()
+    brief = stack.settings.model_copy(update={"leadrelay_quiet_window_seconds": 1.0})
+    body = {"phone": phone, "email": "late@example.kz"}
+    submission = build_submission("proftest", body, region="KZ", received_at="t1")
+    handle = await deliver_submission(stack.temporal, brief, phone, submission)
+    first_run = await handle.result()
+    assert first_run.step == Step.DONE and first_run.lead_id is not None
+
+    again = build_submission(
+        "proftest", {**body, "comment": "снова"}, region="KZ", received_at="t2"
+    )
+    second_run = await (await deliver_submission(stack.temporal, brief, phone, again)).result()
+    assert second_run.lead_id == first_run.lead_id, "the open lead is found, not duplicated"
+    state = await stack.sandbox_state()
+    assert len(leads_of(state, phone[1:])) == 1
+    assert len(notes_of(state, first_run.lead_id)) == 2

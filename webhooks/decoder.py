@@ -260,9 +260,7 @@ def _json_scalar_text(value: Any) -> str:
     return str(value)
 
 
-def _group_events(
-    entity: str, action: str, items: Any, problems: list[str]
-) -> list[WebhookEvent]:
+def _group_events(entity: str, action: str, items: Any, problems: list[str]) -> list[WebhookEvent]:
     if isinstance(items, list):
         entries: Iterable[tuple[str, Any]] = ((str(i), item) for i, item in enumerate(items))
     elif isinstance(items, dict):
