@@ -419,7 +419,7 @@ def as_decoded(tree: Any) -> Any:
     return decoded
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.dictionaries(SAFE_KEYS, trees(MAX_NESTING - 1), min_size=1, max_size=4))
 def test_php_form_round_trip(document: dict[str, Any]) -> None:
     pairs = [pair for name, tree in document.items() for pair in flattened(tree, name)]
