@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -68,16 +70,21 @@ async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
     client = await connect(settings)
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=4) as executor:
-        async with amo_client(settings) as amo:
-            workers = create_workers(client, settings, amo, executor)
+        async with AsyncExitStack() as running, amo_client(settings) as amo:
+            for worker in create_workers(client, settings, amo, executor):
+                await running.enter_async_context(worker)
             logging.info(
                 "worker polling %s and %s (amoCRM limit %.1f req/s)",
                 WORKFLOW_TASK_QUEUE,
                 AMOCRM_TASK_QUEUE,
                 settings.amocrm_rps,
             )
-            await asyncio.gather(*(worker.run() for worker in workers))
+            await stop.wait()
+            logging.info("shutting down: finishing the tasks in hand")
 
 
 if __name__ == "__main__":

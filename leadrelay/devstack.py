@@ -52,7 +52,13 @@ def wait_for_port(host: str, port: int, name: str, timeout: float = 60.0) -> Non
     raise SystemExit(f"{name} did not come up on {host}:{port} within {timeout:.0f}s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     DATA_DIR.mkdir(exist_ok=True)
     settings = Settings()
     env = dict(os.environ)
@@ -60,7 +66,10 @@ def main() -> None:
 
     def start(name: str, command: list[str]) -> None:
         log = (DATA_DIR / f"{name}.log").open("ab")
-        children.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=log)))
+        # A session of its own: Ctrl-C reaches only this launcher, which stops the
+        # children in order (API first, Temporal last).
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=log, start_new_session=True)
+        children.append((name, process))
 
     temporal_host, _, temporal_port = settings.temporal_address.rpartition(":")
     try:
