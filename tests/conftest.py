@@ -12,14 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sandbox.app import SandboxSettings
-from sandbox.app import create_app as create_sandbox
-from sandbox.server import serve_in_thread
 from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
 from leadrelay.settings import Settings
+from sandbox.app import SandboxSettings
+from sandbox.app import create_app as create_sandbox
+from sandbox.server import serve_in_thread
 from tests.support import Stack
 from worker import create_workers
 
