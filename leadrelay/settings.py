@@ -40,3 +40,9 @@ class Settings(BaseSettings):
     leadrelay_quiet_window_seconds: float = Field(
         default=1800.0, gt=0, description="How long a lead workflow waits for more submissions"
     )
+    leadrelay_ack_deadline_ms: float = Field(
+        default=300.0, gt=0, description="How long an answer may wait on Temporal before the outbox"
+    )
+    leadrelay_outbox_path: Path = Field(
+        default=Path(".data/outbox.sqlite3"), description="The API's durable outbox (SQLite)"
+    )

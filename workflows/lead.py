@@ -8,7 +8,6 @@ lead it already knows instead of searching amoCRM again.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from leadrelay.models import LeadError, LeadStart, LeadState, Route, Step, Submission
     from leadrelay.notes import submission_note
     from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from workflows.inbox import Inbox
 
 T = TypeVar("T")
 
@@ -41,7 +41,6 @@ AMOCRM_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 CREATE_ONCE = RetryPolicy(maximum_attempts=1)
 CREATE_BACKOFF_CAP = timedelta(minutes=5)
 ROUTING_RETRY = RetryPolicy(maximum_attempts=3)
-PROCESSED_IDS_KEPT = 500
 SUBMISSIONS_PER_RUN = 100
 
 
@@ -51,17 +50,19 @@ class LeadWorkflow:
     def __init__(self, start: LeadStart) -> None:
         self._state = start.carried or LeadState(lead_key=start.lead_key)
         self._quiet_window = timedelta(seconds=start.quiet_window_seconds)
+        self._inbox = Inbox(
+            self._state.pending, self._state.processed_ids, _submission_id, remember=500
+        )
         self._retry_requested = False
         self._create_failures = 0
 
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
         processed_this_run = 0
-        while await self._next_submission_arrives():
-            submission = self._state.pending[0]
+        while submission := await self._inbox.next(self._quiet_window):
             await self._process_until_done(submission)
-            self._state.pending.pop(0)
-            self._remember_processed(submission.submission_id)
+            self._inbox.done(submission)
+            self._state.submissions_processed += 1
             processed_this_run += 1
             if processed_this_run >= SUBMISSIONS_PER_RUN or (
                 workflow.info().is_continue_as_new_suggested()
@@ -78,13 +79,8 @@ class LeadWorkflow:
     @workflow.signal
     def submit(self, submission: Submission) -> None:
         self._state.submissions_seen += 1
-        seen = submission.submission_id in self._state.processed_ids or any(
-            queued.submission_id == submission.submission_id for queued in self._state.pending
-        )
-        if seen:
+        if not self._inbox.offer(submission):
             self._state.duplicates_dropped += 1
-        else:
-            self._state.pending.append(submission)
 
     @workflow.signal
     def retry(self) -> None:
@@ -96,14 +92,6 @@ class LeadWorkflow:
         return self._state
 
     # --- the business process -------------------------------------------------
-
-    async def _next_submission_arrives(self) -> bool:
-        if not self._state.pending:
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: bool(self._state.pending), timeout=self._quiet_window
-                )
-        return bool(self._state.pending)
 
     async def _process_until_done(self, submission: Submission) -> None:
         """Failures that retrying cannot fix park the submission until an operator says retry."""
@@ -274,11 +262,6 @@ class LeadWorkflow:
             submission_id=submission.submission_id,
         )
 
-    def _remember_processed(self, submission_id: str) -> None:
-        self._state.submissions_processed += 1
-        self._state.processed_ids.append(submission_id)
-        del self._state.processed_ids[:-PROCESSED_IDS_KEPT]
-
     def _show_details(self) -> None:
         state = self._state
         lines = [
@@ -290,6 +273,10 @@ class LeadWorkflow:
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _submission_id(submission: Submission) -> str:
+    return submission.submission_id
 
 
 def _failure_type(err: ActivityError) -> str:

@@ -1,0 +1,50 @@
+"""Items signalled to a long-lived workflow: deduplicated, then handled one at a time.
+
+The lists live in the workflow's state dataclass, so continue-as-new carries them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from temporalio import workflow
+
+Item = TypeVar("Item")
+
+
+class Inbox(Generic[Item]):
+    def __init__(
+        self,
+        pending: list[Item],
+        handled_ids: list[str],
+        id_of: Callable[[Item], str],
+        *,
+        remember: int = 1000,
+    ) -> None:
+        self._pending = pending
+        self._handled_ids = handled_ids
+        self._id_of = id_of
+        self._remember = remember
+
+    def offer(self, item: Item) -> bool:
+        """Queue the item unless it was seen already; False means a repeat was dropped."""
+        item_id = self._id_of(item)
+        if item_id in self._handled_ids or any(self._id_of(p) == item_id for p in self._pending):
+            return False
+        self._pending.append(item)
+        return True
+
+    async def next(self, quiet_window: timedelta) -> Item | None:
+        """The oldest pending item; None once nothing arrived for `quiet_window`."""
+        if not self._pending:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: bool(self._pending), timeout=quiet_window)
+        return self._pending[0] if self._pending else None
+
+    def done(self, item: Item) -> None:
+        self._pending.remove(item)
+        self._handled_ids.append(self._id_of(item))
+        del self._handled_ids[: -self._remember]
