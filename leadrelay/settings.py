@@ -13,6 +13,9 @@ AMOCRM_TASK_QUEUE = "amocrm"
 WORKFLOW_TASK_QUEUE = "leadrelay-workflows"
 """Workflows live apart from the amoCRM queue so eager activities cannot bypass its limit."""
 
+IO_TASK_QUEUE = "leadrelay-io"
+"""Calls that are not amoCRM requests (forwarding, Temporal deliveries) stay off its budget."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -27,6 +30,24 @@ class Settings(BaseSettings):
     amocrm_timeout_seconds: float = Field(default=20.0, gt=0)
     amocrm_block_backoff_seconds: float = Field(
         default=300.0, gt=0, description="How long a worker stops calling amoCRM after a 403"
+    )
+
+    amocrm_account_subdomain: str | None = Field(
+        default=None, description="When set, webhooks from another account are not acted on"
+    )
+    amocrm_account_id: int | None = None
+
+    webhook_token: str | None = Field(
+        default=None, description="Secret that amoCRM webhooks carry as ?token=; unset disables"
+    )
+    webhook_memory_seconds: float = Field(
+        default=7200.0, gt=0, description="How long an entity workflow remembers events it saw"
+    )
+    forward_signing_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key for forwarded events"
+    )
+    reconcile_every_seconds: float = Field(
+        default=600.0, gt=0, description="How often reconciliation reads amoCRM's events"
     )
 
     temporal_address: str = "localhost:7233"

@@ -9,6 +9,7 @@ from typing import Any
 
 from sandbox.faults import Faults
 from sandbox.traffic import TrafficControl
+from sandbox.webhook_outbox import WebhookOutbox
 
 ACCOUNT_ID = 29000000
 DEFAULT_RESPONSIBLE_USER_ID = 8000001
@@ -16,6 +17,8 @@ INCOMING_STATUS_TYPE = 1
 WON_STATUS_ID = 142
 LOST_STATUS_ID = 143
 CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
+LEAD_ADDED = "lead_added"
+LEAD_STATUS_CHANGED = "lead_status_changed"
 
 JSON = Any
 
@@ -112,6 +115,37 @@ class Note:
 
 
 @dataclass
+class Task:
+    id: int
+    text: str
+    complete_till: int
+    entity_id: int
+    entity_type: str
+    task_type_id: int
+    responsible_user_id: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class Stage:
+    pipeline_id: int
+    status_id: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """A lead's entry in amoCRM's event log: what reconciliation reads when webhooks went missing."""
+
+    id: str
+    type: str
+    entity_id: int
+    created_at: int
+    before: Stage | None
+    after: Stage
+
+
+@dataclass
 class LedgerEntry:
     t: float
     method: str
@@ -145,6 +179,8 @@ class SandboxAccount:
         self._lead_ids = itertools.count(30000001)
         self._note_ids = itertools.count(40000001)
         self._tag_ids = itertools.count(50001)
+        self._task_ids = itertools.count(60000001)
+        self._event_ids = itertools.count(1)
         self.reset()
 
     def reset(self) -> None:
@@ -152,6 +188,9 @@ class SandboxAccount:
         self.leads: dict[int, Lead] = {}
         self.notes: dict[int, Note] = {}
         self.tags: dict[int, Tag] = {}
+        self.tasks: dict[int, Task] = {}
+        self.events: list[Event] = []
+        self.webhooks = WebhookOutbox(ACCOUNT_ID)
         self.ledger: list[LedgerEntry] = []
         self.faults = Faults()
         self.traffic = TrafficControl()
@@ -178,6 +217,18 @@ class SandboxAccount:
 
     def next_note_id(self) -> int:
         return next(self._note_ids)
+
+    def next_task_id(self) -> int:
+        return next(self._task_ids)
+
+    def record_event(
+        self, event_type: str, lead: Lead, before: Stage | None, after: Stage
+    ) -> Event:
+        # amoCRM's event ids are opaque 26-character strings, not numbers.
+        event_id = f"01{next(self._event_ids):024x}"
+        event = Event(event_id, event_type, lead.id, lead.updated_at, before, after)
+        self.events.append(event)
+        return event
 
     def tag_named(self, name: str) -> Tag:
         """The account's tag with this name, created on first use, as amoCRM does."""

@@ -1,0 +1,121 @@
+"""What crosses the Temporal boundary on the webhook side: entity events and their state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhooks.decoder import WebhookEvent
+
+RECONCILIATION = "reconciliation"
+_SINGULAR = {
+    "leads": "lead",
+    "contacts": "contact",
+    "companies": "company",
+    "customers": "customer",
+}
+
+
+@dataclass
+class EntityEvent:
+    """One change of one amoCRM entity, from a webhook or from reconciliation."""
+
+    dedup_key: str
+    source: str
+    entity: str
+    action: str
+    entity_id: int
+    status_id: int | None = None
+    pipeline_id: int | None = None
+    old_status_id: int | None = None
+    last_modified: int | None = None
+    received_at: str = ""
+    item: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, event: WebhookEvent, *, source: str, received_at: str) -> EntityEvent | None:
+        """None for an event that names no entity id: it cannot be routed to a workflow."""
+        if event.entity_id is None:
+            return None
+        return cls(
+            dedup_key=event.dedup_key,
+            source=source,
+            entity=event.entity,
+            action=event.action,
+            entity_id=event.entity_id,
+            status_id=event.status_id,
+            pipeline_id=event.pipeline_id,
+            old_status_id=event.old_status_id,
+            last_modified=event.last_modified,
+            received_at=received_at,
+            item=event.item,
+        )
+
+    @property
+    def workflow_id(self) -> str:
+        return entity_workflow_id(self.entity, self.entity_id)
+
+
+def entity_workflow_id(entity: str, entity_id: int) -> str:
+    """Readable in the UI: `amocrm-lead-25399013`."""
+    return f"amocrm-{_SINGULAR.get(entity, entity)}-{entity_id}"
+
+
+@dataclass
+class EntityStart:
+    entity: str
+    entity_id: int
+    memory_seconds: float
+    carried: EntityState | None = None
+
+
+@dataclass
+class ActionTaken:
+    dedup_key: str
+    rule: str
+    action: str
+    outcome: str
+    at: str
+
+
+@dataclass
+class EntityState:
+    entity: str
+    entity_id: int
+    pending: list[EntityEvent] = field(default_factory=list)
+    handled_keys: list[str] = field(default_factory=list)
+    events_seen: int = 0
+    events_handled: int = 0
+    duplicates_dropped: int = 0
+    last_status_id: int | None = None
+    actions: list[ActionTaken] = field(default_factory=list)
+    runs: int = 1
+
+
+@dataclass
+class PlannedAction:
+    """One action of one matching rule, as the forms file says it at the time."""
+
+    rule: str
+    kind: str
+    url: str | None = None
+    text: str | None = None
+    due_in_hours: float = 24.0
+
+
+@dataclass
+class ForwardRequest:
+    url: str
+    event_id: str
+    body: dict[str, Any]
+
+
+@dataclass
+class RawWebhook:
+    """A webhook body that could not be (fully) understood, kept byte for byte."""
+
+    hook: str
+    body_base64: str
+    content_type: str | None
+    received_at: str
+    problems: list[str]
