@@ -11,16 +11,24 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.amocrm import AmoActivities
+from activities.delivery import DeliveryActivities
 from activities.routing import RoutingActivities
 from amocrm.client import AmoClient
 from leadrelay.forms import FormsFile
-from leadrelay.settings import AMOCRM_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
+from leadrelay.schedules import ensure_reconcile_schedule
+from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
 from leadrelay.temporal import connect
+from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
+from workflows.raw_webhook import RawWebhookWorkflow
+from workflows.reconcile import ReconcileWorkflow
+
+FORWARD_TIMEOUT_SECONDS = 20.0
 
 
 def amo_client(settings: Settings) -> AmoClient:
@@ -38,16 +46,30 @@ def amo_client(settings: Settings) -> AmoClient:
 
 
 def create_workers(
-    client: Client, settings: Settings, amo: AmoClient, executor: ThreadPoolExecutor
+    client: Client,
+    settings: Settings,
+    amo: AmoClient,
+    http: httpx.AsyncClient,
+    executor: ThreadPoolExecutor,
 ) -> list[Worker]:
     routing = RoutingActivities(FormsFile(settings.leadrelay_forms))
     amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
+    delivery = DeliveryActivities(client, settings, http)
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_TASK_QUEUE,
-        workflows=[LeadWorkflow],
-        activities=[routing.route_submission],
+        workflows=[LeadWorkflow, AmoEntityWorkflow, RawWebhookWorkflow, ReconcileWorkflow],
+        activities=[routing.route_submission, routing.plan_actions],
         activity_executor=executor,
+    )
+    io_worker = Worker(
+        client,
+        task_queue=IO_TASK_QUEUE,
+        activities=[
+            delivery.forward_event,
+            delivery.redeliver_raw_webhook,
+            delivery.deliver_entity_events,
+        ],
     )
     # Every worker on this queue must set the same limit: the last poller's value wins.
     amocrm_worker = Worker(
@@ -60,10 +82,13 @@ def create_workers(
             amocrm.add_lead_tags,
             amocrm.add_lead_note,
             amocrm.main_pipeline_id,
+            amocrm.read_current_lead,
+            amocrm.add_lead_task,
+            amocrm.read_status_events,
         ],
         max_task_queue_activities_per_second=settings.amocrm_rps,
     )
-    return [workflow_worker, amocrm_worker]
+    return [workflow_worker, amocrm_worker, io_worker]
 
 
 async def main() -> None:
@@ -74,15 +99,21 @@ async def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=4) as executor:
-        async with AsyncExitStack() as running, amo_client(settings) as amo:
-            for worker in create_workers(client, settings, amo, executor):
+        async with (
+            AsyncExitStack() as running,
+            amo_client(settings) as amo,
+            httpx.AsyncClient(timeout=FORWARD_TIMEOUT_SECONDS) as http,
+        ):
+            for worker in create_workers(client, settings, amo, http, executor):
                 await running.enter_async_context(worker)
             logging.info(
-                "worker polling %s and %s (amoCRM limit %.1f req/s)",
+                "worker polling %s, %s and %s (amoCRM limit %.1f req/s)",
                 WORKFLOW_TASK_QUEUE,
                 AMOCRM_TASK_QUEUE,
+                IO_TASK_QUEUE,
                 settings.amocrm_rps,
             )
+            await ensure_reconcile_schedule(client, settings)
             await stop.wait()
             logging.info("shutting down: finishing the tasks in hand")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -23,8 +23,10 @@ from amocrm.errors import (
     AmoRateLimited,
     AmoRejected,
 )
-from amocrm.models import Contact, CreatedLead, Lead, NewLead
+from amocrm.models import Contact, CreatedLead, Lead, NewLead, parse_lead
 from leadrelay.contact import national_digits, same_phone
+from leadrelay.events import RECONCILIATION, EntityEvent
+from webhooks.decoder import WebhookEvent
 
 T = TypeVar("T")
 
@@ -59,6 +61,34 @@ class LeadNote:
     text: str
 
 
+@dataclass
+class LeadTask:
+    lead_id: int
+    text: str
+    complete_till: int
+
+
+@dataclass
+class CurrentLead:
+    """The lead re-read from amoCRM: `raw` goes downstream, `lead` is what we check."""
+
+    lead: Lead
+    raw: dict[str, Any]
+
+
+@dataclass
+class EventsWindow:
+    created_from: int
+    created_to: int
+    page: int = 1
+
+
+@dataclass
+class EventsPage:
+    events: list[EntityEvent]
+    has_next: bool
+
+
 def to_application_error(err: AmoError) -> ApplicationError:
     status = {"status": err.status, "request_id": err.request_id}
     if isinstance(err, AmoRateLimited):
@@ -84,6 +114,38 @@ def to_application_error(err: AmoError) -> ApplicationError:
         )
     assert isinstance(err, AmoOutcomeUnknown), err
     return ApplicationError(str(err), status, type=AmoFailure.OUTCOME_UNKNOWN)
+
+
+def _status_change(raw: dict[str, Any], received_at: str) -> EntityEvent | None:
+    after = _lead_status(raw.get("value_after"))
+    before = _lead_status(raw.get("value_before"))
+    change = WebhookEvent(
+        entity="leads",
+        action="status",
+        entity_id=_int_or_none(raw.get("entity_id")),
+        status_id=after.get("id"),
+        pipeline_id=after.get("pipeline_id"),
+        old_status_id=before.get("id"),
+        old_pipeline_id=before.get("pipeline_id"),
+        last_modified=_int_or_none(raw.get("created_at")),
+        item=raw,
+    )
+    return EntityEvent.of(change, source=RECONCILIATION, received_at=received_at)
+
+
+def _lead_status(values: Any) -> dict[str, int]:
+    for value in values or []:
+        status = value.get("lead_status") if isinstance(value, dict) else None
+        if isinstance(status, dict):
+            return {k: int(v) for k, v in status.items() if k in ("id", "pipeline_id")}
+    return {}
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class AmoActivities:
@@ -124,6 +186,31 @@ class AmoActivities:
     @activity.defn(name="amocrm.add_lead_note")
     async def add_lead_note(self, request: LeadNote) -> None:
         await self._call(self._client.add_lead_note(request.lead_id, request.text))
+
+    @activity.defn(name="amocrm.read_current_lead")
+    async def read_current_lead(self, lead_id: int) -> CurrentLead:
+        raw = await self._call(self._client.get_lead_with_contacts(lead_id))
+        return CurrentLead(lead=parse_lead(raw), raw=raw)
+
+    @activity.defn(name="amocrm.add_lead_task")
+    async def add_lead_task(self, request: LeadTask) -> None:
+        await self._call(
+            self._client.add_lead_task(request.lead_id, request.text, request.complete_till)
+        )
+
+    @activity.defn(name="amocrm.read_status_events")
+    async def read_status_events(self, window: EventsWindow) -> EventsPage:
+        """Status changes amoCRM recorded, keyed exactly as their webhooks would be."""
+        raw_events, has_next = await self._call(
+            self._client.lead_status_events(window.created_from, window.created_to, window.page)
+        )
+        received_at = datetime.now(UTC).isoformat()
+        events = [
+            entity_event
+            for raw in raw_events
+            if (entity_event := _status_change(raw, received_at)) is not None
+        ]
+        return EventsPage(events=events, has_next=has_next)
 
     @activity.defn(name="amocrm.main_pipeline_id")
     async def main_pipeline_id(self) -> int:

@@ -34,6 +34,7 @@ from amocrm.models import (
 from amocrm.pacing import RequestPacer
 
 USER_AGENT = "leadrelay/0.1"
+EVENTS_PAGE_SIZE = 100
 
 
 @dataclass
@@ -120,6 +121,43 @@ class AmoClient:
             "/api/v4/leads/notes",
             json=[{"entity_id": lead_id, "note_type": "common", "params": {"text": text}}],
         )
+
+    async def get_lead_with_contacts(self, lead_id: int) -> dict[str, Any]:
+        """The lead as amoCRM has it now, raw, with its contacts' ids."""
+        return await self._request("GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"})
+
+    async def add_lead_task(self, lead_id: int, text: str, complete_till: int) -> None:
+        await self._request(
+            "POST",
+            "/api/v4/tasks",
+            json=[
+                {
+                    "text": text,
+                    "complete_till": complete_till,
+                    "entity_id": lead_id,
+                    "entity_type": "leads",
+                    "task_type_id": 1,
+                }
+            ],
+        )
+
+    async def lead_status_events(
+        self, created_from: int, created_to: int, page: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of `lead_status_changed` events, and whether another page follows."""
+        body = await self._request(
+            "GET",
+            "/api/v4/events",
+            params={
+                "filter[type]": "lead_status_changed",
+                "filter[created_at][from]": str(created_from),
+                "filter[created_at][to]": str(created_to),
+                "limit": str(EVENTS_PAGE_SIZE),
+                "page": str(page),
+            },
+        )
+        has_next = body is not None and "next" in (body.get("_links") or {})
+        return _embedded(body, "events"), has_next
 
     async def main_pipeline_id(self) -> int:
         body = await self._request("GET", "/api/v4/leads/pipelines")

@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import health, landing, leads
+from api import amocrm_hooks, health, landing, leads
+from api.delivery import Delivery
+from api.outbox import Outbox, OutboxDrainer
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
 
 
 def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
-    """One Temporal client per process, connected at startup unless one is given."""
+    """One Temporal client per process (lazy, so the API starts while Temporal is down),
+    one outbox and its drainer."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = temporal or await connect(settings, lazy=True)
+        outbox = Outbox(settings.leadrelay_outbox_path)
+        delivery = Delivery(client, settings, outbox)
+        drainer = OutboxDrainer(outbox, delivery.redeliver)
         app.state.settings = settings
-        app.state.temporal = temporal or await connect(settings)
-        yield
+        app.state.temporal = client
+        app.state.delivery = delivery
+        draining = asyncio.create_task(drainer.run(), name="outbox-drainer")
+        try:
+            yield
+        finally:
+            draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await draining
+            outbox.close()
 
     app = FastAPI(title="leadrelay", lifespan=lifespan)
     app.include_router(landing.router)
+    app.include_router(amocrm_hooks.router)
     app.include_router(leads.router)
     app.include_router(health.router)
     return app

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from temporalio.client import Client
 
+from api.delivery import Delivery
 from leadrelay.settings import Settings
 
 
@@ -18,5 +19,13 @@ def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
+def get_delivery(request: Request) -> Delivery:
+    return request.app.state.delivery
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
+
+# Form and hook names appear in URLs, workflow summaries and logs: keep them plain.
+Slug = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

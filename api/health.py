@@ -1,4 +1,4 @@
-"""`GET /healthz`: is Temporal reachable from this API process?"""
+"""`GET /healthz`: is Temporal reachable from this API process, and how full is the outbox?"""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
-from api.deps import SettingsDep, TemporalDep
+from api.deps import DeliveryDep, SettingsDep, TemporalDep
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,9 @@ TEMPORAL_PROBE_TIMEOUT_SECONDS = 2.0
 
 
 @router.get("/healthz")
-async def healthz(settings: SettingsDep, temporal: TemporalDep) -> JSONResponse:
+async def healthz(
+    settings: SettingsDep, temporal: TemporalDep, delivery: DeliveryDep
+) -> JSONResponse:
     temporal_report: dict[str, object] = {
         "address": settings.temporal_address,
         "namespace": settings.temporal_namespace,
@@ -34,5 +36,9 @@ async def healthz(settings: SettingsDep, temporal: TemporalDep) -> JSONResponse:
         healthy = False
     return JSONResponse(
         status_code=200 if healthy else 503,
-        content={"status": "ok" if healthy else "degraded", "temporal": temporal_report},
+        content={
+            "status": "ok" if healthy else "degraded",
+            "temporal": temporal_report,
+            "outbox_depth": delivery.outbox_depth,
+        },
     )

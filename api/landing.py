@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import SettingsDep, TemporalDep
+from api.delivery import Route, submission_parcel
+from api.deps import DeliveryDep, SettingsDep, Slug
 from api.intake import MAX_BODY_BYTES, FieldProblem, InvalidForm, build_submission, decode_body
 from leadrelay.contact import contact_key, lead_workflow_id
-from leadrelay.temporal import deliver_submission
 
 router = APIRouter(tags=["intake"])
-
-FormName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 class Accepted(BaseModel):
     lead_key: str
     workflow_id: str
     submission_id: str
+    delivered_via: Route
 
 
 class Rejected(BaseModel):
@@ -41,8 +39,10 @@ class BodyTooLarge(Exception):
     responses={413: {"model": Rejected}, 422: {"model": Rejected}},
 )
 async def submit_landing_form(
-    form: FormName, request: Request, settings: SettingsDep, temporal: TemporalDep
+    form: Slug, request: Request, settings: SettingsDep, delivery: DeliveryDep
 ) -> Accepted | JSONResponse:
+    """202 once the submission is durably in its workflow, or in the outbox if Temporal
+    did not take it within the ack deadline."""
     try:
         raw = await _read_limited(request)
         body = decode_body(raw, request.headers.get("content-type", "application/json"))
@@ -60,9 +60,12 @@ async def submit_landing_form(
     except InvalidForm as err:
         return _rejected(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems)
     key = contact_key(submission.phone, submission.email)
-    await deliver_submission(temporal, settings, key, submission)
+    route = await delivery.deliver([submission_parcel(key, submission)])
     return Accepted(
-        lead_key=key, workflow_id=lead_workflow_id(key), submission_id=submission.submission_id
+        lead_key=key,
+        workflow_id=lead_workflow_id(key),
+        submission_id=submission.submission_id,
+        delivered_via=route,
     )
 
 

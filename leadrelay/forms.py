@@ -11,6 +11,14 @@ TOML or YAML, chosen by the file's suffix::
 
 A form that is not in the file goes to amoCRM's default: the main pipeline's first stage
 after the incoming one.
+
+The same file holds the rules for amoCRM events (see `Rule`)::
+
+    [[rules]]
+    name = "express-sale"
+    pipeline_id = 6344290
+    status_id = 142
+    actions = [{ type = "forward", url = "https://academy.example/api/sales" }]
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ from __future__ import annotations
 import string
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadrelay.events import EntityEvent, PlannedAction
 from leadrelay.models import Route, Submission
 
 DEFAULT_LEAD_NAME = "{form}: {name}"
@@ -51,11 +60,52 @@ class FormSpec(BaseModel):
         return self
 
 
+class RuleAction(BaseModel):
+    """forward: POST the enriched event to `url`; note / task: write `text` on the lead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["forward", "note", "task"]
+    url: str | None = None
+    text: str | None = None
+    due_in_hours: float = Field(default=24.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_what_it_needs(self) -> RuleAction:
+        if self.type == "forward" and not self.url:
+            raise ValueError("a forward action needs a url")
+        if self.type in ("note", "task") and not self.text:
+            raise ValueError(f"a {self.type} action needs a text")
+        return self
+
+
+class Rule(BaseModel):
+    """What an amoCRM event does. Unset conditions match anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    entity: str = "leads"
+    action: str = "status"
+    pipeline_id: int | None = None
+    status_id: int | None = None
+    actions: list[RuleAction] = Field(min_length=1)
+
+    def matches(self, event: EntityEvent) -> bool:
+        return (
+            event.entity == self.entity
+            and event.action == self.action
+            and self.pipeline_id in (None, event.pipeline_id)
+            and self.status_id in (None, event.status_id)
+        )
+
+
 class FormsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     forms: dict[str, FormSpec] = Field(default_factory=dict)
     default_tags: list[str] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | None) -> FormsConfig:
@@ -77,6 +127,20 @@ class FormsConfig(BaseModel):
             tags=list(dict.fromkeys([*self.default_tags, *spec.tags])),
             lead_name=render_lead_name(spec.lead_name, submission),
         )
+
+    def plan(self, event: EntityEvent) -> list[PlannedAction]:
+        return [
+            PlannedAction(
+                rule=rule.name,
+                kind=action.type,
+                url=action.url,
+                text=action.text,
+                due_in_hours=action.due_in_hours,
+            )
+            for rule in self.rules
+            if rule.matches(event)
+            for action in rule.actions
+        ]
 
 
 class _Blank(dict[str, Any]):

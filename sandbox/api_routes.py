@@ -6,20 +6,31 @@ from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from sandbox.queries import LeadQuery, Paging, contact_matches
-from sandbox.render import Body, contact_json, lead_json, links, note_json, pipeline_json
+from sandbox.queries import MAX_PAGE_SIZE, EventQuery, LeadQuery, Paging, contact_matches
+from sandbox.render import (
+    Body,
+    contact_json,
+    event_json,
+    lead_json,
+    links,
+    note_json,
+    pipeline_json,
+)
 from sandbox.responses import HalJSONResponse, ValidationProblem
 from sandbox.state import JSON, Lead, SandboxAccount, unix_now
+from sandbox.status_webhooks import announce_status_changes
 from sandbox.writes import (
     ItemReader,
     add_contact,
     add_lead,
     add_note,
+    add_task,
     change_lead,
     read_contact,
     read_lead_change,
     read_new_lead,
     read_note,
+    read_task,
     request_id_of,
     request_items,
 )
@@ -28,6 +39,7 @@ T = TypeVar("T")
 
 MAX_BATCH = 250
 MAX_COMPLEX_BATCH = 50
+MAX_EVENTS_PAGE = 100
 
 router = APIRouter(prefix="/api/v4")
 
@@ -59,9 +71,14 @@ def _wants(request: Request, relation: str) -> bool:
 
 
 def _list_page(
-    request: Request, base: str, key: str, items: Sequence[T], render: Callable[[T], Body]
+    request: Request,
+    base: str,
+    key: str,
+    items: Sequence[T],
+    render: Callable[[T], Body],
+    max_limit: int = MAX_PAGE_SIZE,
 ) -> Response:
-    paging = Paging.read(request.query_params)
+    paging = Paging.read(request.query_params, max_limit)
     page_items, has_next = paging.slice(items)
     if not page_items:
         # amoCRM answers an empty list with 204 and no body at all, not with [].
@@ -211,7 +228,7 @@ async def create_leads_complex(body: JsonBody, account: Account) -> Response:
 async def update_lead(lead_id: int, body: JsonBody, account: Account, base: BaseUrl) -> Response:
     lead = _lead_or_404(account, lead_id)
     change = read_lead_change(ItemReader(body, "0"), account, lead)
-    change_lead(account, change, unix_now())
+    announce_status_changes(account, [change_lead(account, change, unix_now())])
     return HalJSONResponse(
         {
             "id": lead.id,
@@ -234,7 +251,8 @@ async def update_leads(body: JsonBody, account: Account, base: BaseUrl) -> Respo
             raise reader.problem("id", f"Lead {lead_id} does not exist")
         changes.append(read_lead_change(reader, account, lead))
     now = unix_now()
-    leads = [change_lead(account, change, now) for change in changes]
+    announce_status_changes(account, [change_lead(account, change, now) for change in changes])
+    leads = [change.lead for change in changes]
     return HalJSONResponse(
         {
             "_links": links(f"{base}/api/v4/leads"),
@@ -323,3 +341,27 @@ async def get_pipeline(pipeline_id: int, account: Account, base: BaseUrl) -> Res
     if pipeline is None:
         raise HTTPException(404, f"Pipeline {pipeline_id} not found")
     return HalJSONResponse(pipeline_json(pipeline, base))
+
+
+@router.get("/events")
+async def list_events(request: Request, account: Account, base: BaseUrl) -> Response:
+    events = EventQuery.read(request.query_params).select(account.events)
+    return _list_page(
+        request, base, "events", events, lambda event: event_json(event, base), MAX_EVENTS_PAGE
+    )
+
+
+@router.post("/tasks")
+async def create_tasks(body: JsonBody, account: Account, base: BaseUrl) -> Response:
+    items = request_items(body, MAX_BATCH)
+    request_ids = [request_id_of(item, index) for index, item in enumerate(items)]
+    drafts = [
+        read_task(ItemReader(item, request_id), account)
+        for item, request_id in zip(items, request_ids, strict=True)
+    ]
+    now = unix_now()
+    rows = [
+        (add_task(account, draft, now).id, request_id)
+        for draft, request_id in zip(drafts, request_ids, strict=True)
+    ]
+    return _created(base, "/api/v4/tasks", "tasks", rows)

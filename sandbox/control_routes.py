@@ -1,6 +1,5 @@
 """Endpoints for tests and people to look inside the sandbox and steer it: no token, no limit."""
 
-import json
 import re
 import time
 from typing import Annotated, Any
@@ -11,9 +10,10 @@ from pydantic import ValidationError
 
 from sandbox.api_routes import Account, BaseUrl, JsonBody
 from sandbox.faults import Faults
-from sandbox.render import contact_json, lead_json, note_json
-from sandbox.responses import problem
+from sandbox.render import contact_json, lead_json, note_json, task_json
+from sandbox.responses import invalid_settings
 from sandbox.state import JSON, LedgerEntry, SandboxAccount, unix_now
+from sandbox.status_webhooks import announce_status_changes
 from sandbox.writes import ItemReader, add_contact, move_lead, read_contact, read_stage
 
 router = APIRouter(prefix="/_sandbox")
@@ -83,6 +83,7 @@ async def account_state(account: Account, base: BaseUrl) -> JSONResponse:
                 for lead in account.leads.values()
             ],
             "notes": [note_json(note, base) for note in account.notes.values()],
+            "tasks": [task_json(task, base) for task in account.tasks.values()],
         }
     )
 
@@ -111,8 +112,7 @@ async def update_faults(body: JsonBody, account: Account) -> Response:
     try:
         faults = Faults.model_validate(account.faults.model_dump() | update)
     except ValidationError as error:
-        errors = json.loads(error.json(include_url=False))
-        return problem(400, "Invalid faults", {"errors": errors})
+        return invalid_settings("Invalid faults", error)
     account.faults = faults
     if seed is not None:
         account.rng.seed(seed)
@@ -139,7 +139,13 @@ async def move_lead_like_a_manager(
     if not reader.has("status_id"):
         raise reader.problem("status_id", "This field is required", "NotBlank")
     pipeline_id, status_id = read_stage(reader, account, lead)
-    move_lead(lead, pipeline_id, status_id, unix_now())
+    emit_webhook = reader.data.get("emit_webhook", True)
+    if not isinstance(emit_webhook, bool):
+        raise reader.problem("emit_webhook", "Must be a boolean", "InvalidType")
+    move = move_lead(account, lead, pipeline_id, status_id, unix_now())
+    # `"emit_webhook": false` plays a webhook amoCRM never delivered: the event log still has it.
+    if emit_webhook:
+        announce_status_changes(account, [move])
     return JSONResponse(lead_json(lead, account, base, with_contacts=True))
 
 

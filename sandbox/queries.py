@@ -10,7 +10,7 @@ from fastapi import HTTPException
 from starlette.datastructures import QueryParams
 
 from sandbox.render import Body
-from sandbox.state import Contact, Lead
+from sandbox.state import Contact, Event, Lead
 
 T = TypeVar("T")
 
@@ -24,6 +24,9 @@ _PIPELINE_FILTER = re.compile(r"filter\[pipeline_id\](\[\d*\])?")
 _TIME_FILTER = re.compile(r"filter\[(created_at|updated_at|closed_at)\]\[(from|to)\]")
 _STAGE_FILTER = re.compile(r"filter\[statuses\]\[(\d+)\]\[(pipeline_id|status_id)\]")
 _ORDER = re.compile(r"order\[(id|created_at|updated_at)\]")
+_EVENT_TYPE_FILTER = re.compile(r"filter\[type\](\[\d*\])?")
+_EVENT_ENTITY_FILTER = re.compile(r"filter\[entity\](\[\d*\])?")
+_EVENT_TIME_FILTER = re.compile(r"filter\[created_at\]\[(from|to)\]")
 
 
 def _int_param(key: str, value: str) -> int:
@@ -39,13 +42,13 @@ class Paging:
     limit: int
 
     @classmethod
-    def read(cls, params: QueryParams) -> "Paging":
+    def read(cls, params: QueryParams, max_limit: int = MAX_PAGE_SIZE) -> "Paging":
         page = _int_param("page", params.get("page", "1"))
-        limit = _int_param("limit", params.get("limit", str(DEFAULT_PAGE_SIZE)))
+        limit = _int_param("limit", params.get("limit", str(min(DEFAULT_PAGE_SIZE, max_limit))))
         if page < 1:
             raise HTTPException(400, "page must be at least 1")
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise HTTPException(400, f"Limit must be between 1 and {MAX_PAGE_SIZE}")
+        if not 1 <= limit <= max_limit:
+            raise HTTPException(400, f"Limit must be between 1 and {max_limit}")
         return cls(page, limit)
 
     def slice(self, items: Sequence[T]) -> tuple[Sequence[T], bool]:
@@ -112,11 +115,49 @@ class LeadQuery:
             for stage in self.stages.values()
         ):
             return False
-        for (attribute, bound), limit in self.time_bounds.items():
-            moment = getattr(lead, attribute)
-            if moment is None or (moment < limit if bound == "from" else moment > limit):
-                return False
-        return True
+        return all(
+            _within(getattr(lead, attribute), bound, limit)
+            for (attribute, bound), limit in self.time_bounds.items()
+        )
+
+
+def _within(moment: int | None, bound: str, limit: int) -> bool:
+    """Whether `moment` is inside an inclusive `filter[...][from]` or `[to]` bound."""
+    return moment is not None and (moment >= limit if bound == "from" else moment <= limit)
+
+
+@dataclass
+class EventQuery:
+    types: set[str] | None = None
+    entity_types: set[str] | None = None
+    time_bounds: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, params: QueryParams) -> "EventQuery":
+        query = cls()
+        for key, value in params.multi_items():
+            # Several values come as an array or as one comma-separated value; amoCRM takes both.
+            if _EVENT_TYPE_FILTER.fullmatch(key):
+                query.types = (query.types or set()) | set(value.split(","))
+            elif _EVENT_ENTITY_FILTER.fullmatch(key):
+                query.entity_types = (query.entity_types or set()) | set(value.split(","))
+            elif match := _EVENT_TIME_FILTER.fullmatch(key):
+                query.time_bounds[match[1]] = _int_param(key, value)
+        return query
+
+    def select(self, events: list[Event]) -> list[Event]:
+        """The matching events, newest first, as amoCRM lists them."""
+        chosen = [event for event in events if self._matches(event)]
+        return sorted(chosen, key=lambda event: (event.created_at, event.id), reverse=True)
+
+    def _matches(self, event: Event) -> bool:
+        if self.types is not None and event.type not in self.types:
+            return False
+        if self.entity_types is not None and event.entity_type not in self.entity_types:
+            return False
+        return all(
+            _within(event.created_at, bound, limit) for bound, limit in self.time_bounds.items()
+        )
 
 
 def _digits(text: str) -> str:

@@ -1,6 +1,17 @@
 """Entities as amoCRM's API returns them (HAL JSON with `_links` and `_embedded`)."""
 
-from sandbox.state import ACCOUNT_ID, JSON, Contact, Lead, Note, Pipeline, SandboxAccount
+from sandbox.state import (
+    ACCOUNT_ID,
+    JSON,
+    Contact,
+    Event,
+    Lead,
+    Note,
+    Pipeline,
+    SandboxAccount,
+    Stage,
+    Task,
+)
 
 Body = dict[str, JSON]
 
@@ -87,6 +98,48 @@ def note_json(note: Note, base: str) -> Body:
         "account_id": ACCOUNT_ID,
         "_links": links(f"{base}/api/v4/leads/{note.entity_id}/notes/{note.id}"),
     }
+
+
+def task_json(task: Task, base: str) -> Body:
+    return {
+        "id": task.id,
+        "text": task.text,
+        "complete_till": task.complete_till,
+        "entity_id": task.entity_id,
+        "entity_type": task.entity_type,
+        "task_type_id": task.task_type_id,
+        "responsible_user_id": task.responsible_user_id,
+        "is_completed": False,
+        "created_by": 0,
+        "updated_by": 0,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "account_id": ACCOUNT_ID,
+        "_links": links(f"{base}/api/v4/tasks/{task.id}"),
+    }
+
+
+def event_json(event: Event, base: str) -> Body:
+    entity_href = f"{base}/api/v4/{event.entity_type}s/{event.entity_id}"
+    return {
+        "id": event.id,
+        "type": event.type,
+        "entity_id": event.entity_id,
+        "entity_type": event.entity_type,
+        "created_by": 0,
+        "created_at": event.created_at,
+        "value_after": _stage_values(event.after),
+        "value_before": _stage_values(event.before),
+        "account_id": ACCOUNT_ID,
+        "_links": links(f"{base}/api/v4/events/{event.id}"),
+        "_embedded": {"entity": {"id": event.entity_id, "_links": links(entity_href)}},
+    }
+
+
+def _stage_values(stage: Stage | None) -> list[Body]:
+    if stage is None:
+        return []
+    return [{"lead_status": {"id": stage.status_id, "pipeline_id": stage.pipeline_id}}]
 
 
 def pipeline_json(pipeline: Pipeline, base: str) -> Body:

@@ -1,9 +1,11 @@
 """Response shapes amoCRM uses: HAL JSON for success, problem JSON and nginx HTML for failures."""
 
+import json
 from http import HTTPStatus
 from typing import Any
 
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
 
 GATEWAY_ERRORS = frozenset(
     {HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT}
@@ -55,6 +57,12 @@ def problem(status: int, detail: str, extra: dict[str, Any] | None = None) -> Re
         **(extra or {}),
     }
     return ProblemJSONResponse(body, status_code=status)
+
+
+def invalid_settings(detail: str, error: ValidationError) -> Response:
+    """A 400 for control-endpoint settings that pydantic rejected, listing its errors."""
+    errors = json.loads(error.json(include_url=False))
+    return problem(400, detail, {"errors": errors})
 
 
 def nginx_page(status: int, headers: dict[str, str] | None = None) -> Response:

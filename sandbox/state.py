@@ -135,7 +135,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class Event:
-    """A lead's entry in amoCRM's event log: what reconciliation reads when webhooks went missing."""
+    """A lead's entry in amoCRM's event log, which reconciliation reads when webhooks go missing."""
 
     id: str
     type: str
@@ -143,6 +143,7 @@ class Event:
     created_at: int
     before: Stage | None
     after: Stage
+    entity_type: str = "lead"  # the sandbox logs nothing but lead events
 
 
 @dataclass
@@ -181,6 +182,8 @@ class SandboxAccount:
         self._tag_ids = itertools.count(50001)
         self._task_ids = itertools.count(60000001)
         self._event_ids = itertools.count(1)
+        # Kept across resets, so that webhook sends in flight during a reset are not dropped.
+        self.webhooks = WebhookOutbox(ACCOUNT_ID)
         self.reset()
 
     def reset(self) -> None:
@@ -190,7 +193,7 @@ class SandboxAccount:
         self.tags: dict[int, Tag] = {}
         self.tasks: dict[int, Task] = {}
         self.events: list[Event] = []
-        self.webhooks = WebhookOutbox(ACCOUNT_ID)
+        self.webhooks.clear()
         self.ledger: list[LedgerEntry] = []
         self.faults = Faults()
         self.traffic = TrafficControl()

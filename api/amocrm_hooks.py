@@ -1,0 +1,108 @@
+"""`POST /api/amocrm/{hook}`: amoCRM webhooks, always answered 2xx within the deadline.
+
+amoCRM disables a hook after 100 bad answers in 2 hours and waits only 2 seconds, so
+whatever the body, a caller with the right token gets a 2xx. Nothing is lost: parsed
+events go to their entity workflows, and any body with problems is kept raw as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from api.delivery import Parcel, event_parcel, raw_webhook_parcel
+from api.deps import DeliveryDep, SettingsDep, Slug
+from leadrelay.events import EntityEvent, RawWebhook
+from leadrelay.settings import Settings
+from webhooks.decoder import DecodedWebhook, decode_webhook
+
+router = APIRouter(tags=["amocrm webhooks"])
+
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+@router.post("/api/amocrm/{hook}")
+async def receive_webhook(
+    hook: Slug,
+    request: Request,
+    settings: SettingsDep,
+    delivery: DeliveryDep,
+    token: Annotated[str, Query()] = "",
+) -> JSONResponse:
+    if not settings.webhook_token or not hmac.compare_digest(token, settings.webhook_token):
+        return JSONResponse(
+            status_code=status.HTTP_401_UNAUTHORIZED,
+            content={"detail": "wrong or missing ?token= (WEBHOOK_TOKEN)"},
+        )
+    raw, truncated = await _read_capped(request)
+    decoded = decode_webhook(raw, request.headers.get("content-type"))
+    received_at = datetime.now(UTC).isoformat()
+    problems = list(decoded.problems)
+    if truncated:
+        problems.append(f"body longer than {MAX_WEBHOOK_BYTES} bytes; kept the first part")
+    foreign = _foreign_account(decoded, settings)
+    if foreign:
+        problems.append(foreign)
+
+    parcels: list[Parcel] = []
+    events = [] if foreign else _entity_events(decoded, hook, received_at, problems)
+    parcels.extend(event_parcel(event) for event in events)
+    if problems:
+        kept = RawWebhook(
+            hook=hook,
+            body_base64=base64.b64encode(raw).decode(),
+            content_type=request.headers.get("content-type"),
+            received_at=received_at,
+            problems=problems,
+        )
+        parcels.append(raw_webhook_parcel(kept))
+    route = await delivery.deliver(parcels) if parcels else None
+    return JSONResponse(
+        status_code=status.HTTP_200_OK,
+        content={
+            "events": len(events),
+            "kept_raw": bool(problems),
+            "problems": problems,
+            "delivered_via": route,
+        },
+    )
+
+
+def _entity_events(
+    decoded: DecodedWebhook, hook: str, received_at: str, problems: list[str]
+) -> list[EntityEvent]:
+    events = []
+    for event in decoded.events:
+        entity_event = EntityEvent.of(event, source=f"webhook:{hook}", received_at=received_at)
+        if entity_event is None:
+            problems.append(f"{event.entity}[{event.action}] item without an id")
+        else:
+            events.append(entity_event)
+    return events
+
+
+def _foreign_account(decoded: DecodedWebhook, settings: Settings) -> str | None:
+    """A reason not to act on the webhook, when it names another account than ours."""
+    subdomain, account_id = settings.amocrm_account_subdomain, settings.amocrm_account_id
+    if subdomain and decoded.account_subdomain not in (None, subdomain):
+        return f"account subdomain {decoded.account_subdomain!r} is not {subdomain!r}"
+    if account_id and decoded.account_id not in (None, account_id):
+        return f"account id {decoded.account_id} is not {account_id}"
+    return None
+
+
+async def _read_capped(request: Request) -> tuple[bytes, bool]:
+    """Never refuse a webhook for its size: keep the first megabyte and say so."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return b"".join(chunks)[:MAX_WEBHOOK_BYTES], True
+    return b"".join(chunks), False

@@ -1,0 +1,190 @@
+"""One workflow per amoCRM entity (`amocrm-lead-25399013`): each change acted on once.
+
+Webhooks and reconciliation both signal-with-start it. It drops an event key it has
+seen, so amoCRM's own retries and duplicate deliveries do nothing twice, and it stays
+open for `memory_seconds` after the last event so that late duplicates still meet it.
+Rules from the forms file decide what an event does. Webhooks are unsigned and may be
+stale, so a lead is re-read through the rate-limited amoCRM queue before acting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.amocrm import AmoActivities, CurrentLead, LeadNote, LeadTask
+    from activities.delivery import DeliveryActivities
+    from activities.routing import RoutingActivities
+    from leadrelay.events import (
+        RECONCILIATION,
+        ActionTaken,
+        EntityEvent,
+        EntityStart,
+        EntityState,
+        ForwardRequest,
+        PlannedAction,
+    )
+    from leadrelay.settings import IO_TASK_QUEUE
+    from workflows.amocrm_calls import ROUTING_RETRY, call_amocrm, failure_type
+    from workflows.inbox import Inbox
+
+# The downstream must hear about a sale however long it is down.
+FORWARD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+)
+EVENTS_PER_RUN = 200
+ACTIONS_KEPT = 50
+
+
+@workflow.defn
+class AmoEntityWorkflow:
+    @workflow.init
+    def __init__(self, start: EntityStart) -> None:
+        self._state = start.carried or EntityState(start.entity, start.entity_id)
+        self._memory = timedelta(seconds=start.memory_seconds)
+        self._inbox = Inbox(self._state.pending, self._state.handled_keys, _event_key)
+        self._retry_requested = False
+
+    @workflow.run
+    async def run(self, start: EntityStart) -> EntityState:
+        handled_this_run = 0
+        while event := await self._inbox.next(self._memory):
+            await self._handle_until_done(event)
+            self._inbox.done(event)
+            self._state.events_handled += 1
+            handled_this_run += 1
+            if handled_this_run >= EVENTS_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self._state.runs += 1
+                workflow.continue_as_new(dataclasses.replace(start, carried=self._state))
+        return self._state
+
+    @workflow.signal
+    def event(self, event: EntityEvent) -> None:
+        self._state.events_seen += 1
+        if not self._inbox.offer(event):
+            self._state.duplicates_dropped += 1
+
+    @workflow.signal
+    def retry(self) -> None:
+        """Try a failed action again, e.g. after the forms file was fixed."""
+        self._retry_requested = True
+
+    @workflow.query
+    def state(self) -> EntityState:
+        return self._state
+
+    async def _handle_until_done(self, event: EntityEvent) -> None:
+        while True:
+            try:
+                await self._handle(event)
+                return
+            except ActivityError as err:
+                self._record(event, "-", "-", f"failed ({failure_type(err)}): {err.cause or err}")
+                workflow.logger.error("%s needs an operator: %s", workflow.info().workflow_id, err)
+                self._retry_requested = False
+                await workflow.wait_condition(lambda: self._retry_requested)
+
+    async def _handle(self, event: EntityEvent) -> None:
+        if self._already_seen_through_webhook(event):
+            self._record(event, "-", "-", "skipped: its webhook was already handled")
+            return
+        actions = await workflow.execute_local_activity_method(
+            RoutingActivities.plan_actions,
+            event,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=ROUTING_RETRY,
+        )
+        current = await self._current_lead(event) if actions else None
+        if current is not None and not _confirms(current, event):
+            lead = current.lead
+            self._record(
+                event, "-", "-", f"not confirmed: lead is in {lead.pipeline_id}/{lead.status_id}"
+            )
+        else:
+            for action in actions:
+                if not self._done_before(event, action):
+                    await self._perform(action, event, current)
+                    self._record(event, action.rule, action.kind, "done")
+        if event.action == "status":
+            self._state.last_status_id = event.status_id
+
+    def _already_seen_through_webhook(self, event: EntityEvent) -> bool:
+        """Reconciliation finds changes whose webhook may have come; the status says so."""
+        return (
+            event.source == RECONCILIATION
+            and event.action == "status"
+            and event.status_id == self._state.last_status_id
+        )
+
+    async def _current_lead(self, event: EntityEvent) -> CurrentLead | None:
+        if event.entity != "leads":
+            return None
+        return await call_amocrm(
+            AmoActivities.read_current_lead, event.entity_id, summary="re-read lead"
+        )
+
+    async def _perform(
+        self, action: PlannedAction, event: EntityEvent, current: CurrentLead | None
+    ) -> None:
+        if action.kind == "forward":
+            assert action.url is not None
+            body = {
+                "rule": action.rule,
+                "event": dataclasses.asdict(event),
+                "lead": current.raw if current else None,
+            }
+            await workflow.execute_activity_method(
+                DeliveryActivities.forward_event,
+                ForwardRequest(action.url, f"{event.dedup_key}/{action.rule}", body),
+                task_queue=IO_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=FORWARD_RETRY,
+                summary=f"forward ({action.rule})",
+            )
+        elif action.kind == "note":
+            await call_amocrm(
+                AmoActivities.add_lead_note,
+                LeadNote(event.entity_id, action.text or ""),
+                summary=f"add note ({action.rule})",
+            )
+        elif action.kind == "task":
+            due = workflow.now() + timedelta(hours=action.due_in_hours)
+            await call_amocrm(
+                AmoActivities.add_lead_task,
+                LeadTask(event.entity_id, action.text or "", int(due.timestamp())),
+                summary=f"add task ({action.rule})",
+            )
+
+    def _done_before(self, event: EntityEvent, action: PlannedAction) -> bool:
+        return any(
+            taken.dedup_key == event.dedup_key
+            and (taken.rule, taken.action, taken.outcome) == (action.rule, action.kind, "done")
+            for taken in self._state.actions
+        )
+
+    def _record(self, event: EntityEvent, rule: str, action: str, outcome: str) -> None:
+        self._state.actions.append(
+            ActionTaken(event.dedup_key, rule, action, outcome, workflow.now().isoformat())
+        )
+        del self._state.actions[:-ACTIONS_KEPT]
+        workflow.set_current_details(f"**last** {event.dedup_key}: {rule} {action} → {outcome}")
+
+
+def _event_key(event: EntityEvent) -> str:
+    return event.dedup_key
+
+
+def _confirms(current: CurrentLead, event: EntityEvent) -> bool:
+    """A status event is acted on only if amoCRM still shows that status."""
+    if event.action != "status":
+        return True
+    lead = current.lead
+    return lead.status_id == event.status_id and event.pipeline_id in (None, lead.pipeline_id)
