@@ -27,8 +27,10 @@ from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.runner import workflow_runner
 
 FORWARD_TIMEOUT_SECONDS = 20.0
+WORKFLOWS = [LeadWorkflow, AmoEntityWorkflow, RawWebhookWorkflow, ReconcileWorkflow]
 
 
 def amo_client(settings: Settings) -> AmoClient:
@@ -58,7 +60,8 @@ def create_workers(
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_TASK_QUEUE,
-        workflows=[LeadWorkflow, AmoEntityWorkflow, RawWebhookWorkflow, ReconcileWorkflow],
+        workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         activities=[routing.route_submission, routing.plan_actions],
         activity_executor=executor,
     )

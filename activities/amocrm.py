@@ -79,7 +79,6 @@ class CurrentLead:
 @dataclass
 class EventsWindow:
     created_from: int
-    created_to: int
     page: int = 1
 
 
@@ -202,7 +201,7 @@ class AmoActivities:
     async def read_status_events(self, window: EventsWindow) -> EventsPage:
         """Status changes amoCRM recorded, keyed exactly as their webhooks would be."""
         raw_events, has_next = await self._call(
-            self._client.lead_status_events(window.created_from, window.created_to, window.page)
+            self._client.lead_status_events(window.created_from, window.page)
         )
         received_at = datetime.now(UTC).isoformat()
         events = [

@@ -142,16 +142,18 @@ class AmoClient:
         )
 
     async def lead_status_events(
-        self, created_from: int, created_to: int, page: int
+        self, created_from: int, page: int
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of `lead_status_changed` events, and whether another page follows."""
+        """One page of `lead_status_changed` events since a time, and whether more follow.
+
+        No upper bound: amoCRM's clock may run ahead of ours.
+        """
         body = await self._request(
             "GET",
             "/api/v4/events",
             params={
                 "filter[type]": "lead_status_changed",
                 "filter[created_at][from]": str(created_from),
-                "filter[created_at][to]": str(created_to),
                 "limit": str(EVENTS_PAGE_SIZE),
                 "page": str(page),
             },

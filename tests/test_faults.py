@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import AMOCRM_RPS, FORMS_TOML, PROFTEST_PIPELINE
+from tests.conftest import AMOCRM_RPS, PROFTEST_PIPELINE
 from tests.support import Stack, eventually
 from tests.test_pipeline import contacts_of, leads_of, notes_of, wait_processed
 from workflows.lead import LeadWorkflow
@@ -63,9 +63,9 @@ async def test_every_lead_lands_once_through_429s_5xx_and_lost_answers(
 @pytest.fixture
 def forms_with_broken_pipeline(stack: Stack) -> Iterator[Path]:
     path = stack.forms_path
-    path.write_text(FORMS_TOML + "\n[forms.broken]\npipeline_id = 999999\n", encoding="utf-8")
+    path.write_text(stack.forms_text + "\n[forms.broken]\npipeline_id = 999999\n", encoding="utf-8")
     yield path
-    path.write_text(FORMS_TOML, encoding="utf-8")
+    path.write_text(stack.forms_text, encoding="utf-8")
 
 
 async def test_bad_request_parks_the_submission_until_retry_signal(
@@ -90,7 +90,7 @@ async def test_bad_request_parks_the_submission_until_retry_signal(
     await asyncio.sleep(3)
     assert await count_requests(stack, "POST", "/api/v4/leads/complex") == creates_so_far == 1
 
-    fixed = FORMS_TOML + f"\n[forms.broken]\npipeline_id = {PROFTEST_PIPELINE}\n"
+    fixed = stack.forms_text + f"\n[forms.broken]\npipeline_id = {PROFTEST_PIPELINE}\n"
     await asyncio.to_thread(forms_with_broken_pipeline.write_text, fixed, encoding="utf-8")
     await stack.temporal.get_workflow_handle(response.json()["workflow_id"]).signal(
         LeadWorkflow.retry

@@ -19,7 +19,8 @@ from temporalio.worker import Replayer
 from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
-from workflows.lead import LeadWorkflow
+from worker import WORKFLOWS
+from workflows.runner import workflow_runner
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDING = os.environ.get("LEADRELAY_RECORD_HISTORIES") == "1"
@@ -37,7 +38,7 @@ def test_histories_are_recorded() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     text = await asyncio.to_thread(path.read_text, encoding="utf-8")
     history = WorkflowHistory.from_json(f"lead-{path.stem}", text)
-    await Replayer(workflows=[LeadWorkflow]).replay_workflow(history)
+    await Replayer(workflows=WORKFLOWS, workflow_runner=workflow_runner()).replay_workflow(history)
 
 
 @pytest.mark.skipif(not RECORDING, reason="set LEADRELAY_RECORD_HISTORIES=1 to re-record")

@@ -226,7 +226,7 @@ def test_unknown_pipeline_is_a_400_validation_problem_and_creates_nothing(
     [item_errors] = response.json()["validation-errors"]
     assert item_errors["request_id"] == "1"
     assert item_errors["errors"][0]["path"] == "1.pipeline_id"
-    assert control.get("/state").json() == {"contacts": [], "leads": [], "notes": []}
+    assert control.get("/state").json() == {"contacts": [], "leads": [], "notes": [], "tasks": []}
 
 
 def test_malformed_json_is_a_400_problem(api: httpx.Client) -> None:

@@ -1,8 +1,9 @@
-"""The sandbox's webhooks, event log and tasks, over real HTTP, with a receiver standing in for us."""
+"""The sandbox's webhooks, event log and tasks, over real HTTP, with a receiver playing us."""
 
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -99,7 +100,7 @@ def subscribe(control: httpx.Client, url: str, **settings: object) -> None:
     assert response.status_code == 200, response.text
 
 
-def create_proftest_lead(api: httpx.Client, name: str = "Айгерим") -> dict[str, object]:
+def create_proftest_lead(api: httpx.Client, name: str = "Айгерим") -> dict[str, Any]:
     lead = {
         "name": f"Профтест: {name}",
         "price": 5000,
@@ -115,13 +116,13 @@ def create_proftest_lead(api: httpx.Client, name: str = "Айгерим") -> dic
     return read_lead(api, response.json()[0]["id"])
 
 
-def read_lead(api: httpx.Client, lead_id: object) -> dict[str, object]:
+def read_lead(api: httpx.Client, lead_id: int) -> dict[str, Any]:
     response = api.get(f"/leads/{lead_id}", params={"with": "contacts"})
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def move(control: httpx.Client, lead_id: object, status_id: int, **options: object) -> None:
+def move(control: httpx.Client, lead_id: int, status_id: int, **options: object) -> None:
     response = control.post(f"/leads/{lead_id}/status", json={"status_id": status_id, **options})
     assert response.status_code == 200, response.text
 
@@ -273,9 +274,8 @@ def test_events_filter_by_type_and_created_at_and_answer_204_when_empty(
         if response.status_code == 204:
             return []
         assert response.status_code == 200, response.text
-        return [
-            (event["type"], event["entity_id"]) for event in response.json()["_embedded"]["events"]
-        ]
+        listed = response.json()["_embedded"]["events"]
+        return [(event["type"], event["entity_id"]) for event in listed]
 
     # Newest first: the status change happened after both leads were added.
     assert events() == [
@@ -338,7 +338,7 @@ def test_tasks_are_created_on_known_leads_only(api: httpx.Client, control: httpx
 def test_a_lead_read_with_contacts_names_its_main_contact(api: httpx.Client) -> None:
     lead = create_proftest_lead(api)
 
-    [contact] = lead["_embedded"]["contacts"]  # type: ignore[index]
+    [contact] = lead["_embedded"]["contacts"]
 
     assert contact["id"] and contact["is_main"] is True
     response = api.get(f"/contacts/{contact['id']}")

@@ -24,8 +24,7 @@ class ReconcileInput:
 class ReconcileWorkflow:
     @workflow.run
     async def run(self, request: ReconcileInput) -> int:
-        until = int(workflow.now().timestamp())
-        window = EventsWindow(until - int(request.lookback_seconds), until)
+        window = EventsWindow(int(workflow.now().timestamp() - request.lookback_seconds))
         found = 0
         while True:
             page = await call_amocrm(
@@ -42,4 +41,4 @@ class ReconcileWorkflow:
             found += len(page.events)
             if not page.has_next:
                 return found
-            window = EventsWindow(window.created_from, window.created_to, window.page + 1)
+            window = EventsWindow(window.created_from, window.page + 1)
