@@ -171,6 +171,8 @@ class AmoClient:
     # --- transport ------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        await self._pacer.wait_turn()
+        # Checked after the wait: a block may have begun while this request queued.
         blocked_for = self._block.remaining()
         if blocked_for:
             raise AmoBlocked(
@@ -178,7 +180,6 @@ class AmoClient:
                 retry_after=blocked_for,
                 status=403,
             )
-        await self._pacer.wait_turn()
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as err:
