@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from leadrelay import search_attributes
 from leadrelay.settings import Settings
 
 DATA_DIR = Path(".data")
@@ -38,6 +39,7 @@ def temporal_dev_server_command(host: str, port: int) -> list[str]:
         "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
         "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
         "--log-level", "warn",
+        *search_attributes.dev_server_args(),
     ]  # fmt: skip
 
 

@@ -58,6 +58,14 @@ class LeadError:
 
 
 @dataclass
+class OperatorRequest:
+    """`resync` (re-read amoCRM) or `note` (add `text` to the lead), sent by a signal."""
+
+    kind: str
+    text: str | None = None
+
+
+@dataclass
 class LeadStart:
     lead_key: str
     quiet_window_seconds: float
@@ -81,4 +89,5 @@ class LeadState:
     pending: list[Submission] = field(default_factory=list)
     processed_ids: list[str] = field(default_factory=list)
     last_error: LeadError | None = None
+    operator_requests: list[OperatorRequest] = field(default_factory=list)
     runs: int = 1

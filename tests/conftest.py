@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
+from leadrelay import search_attributes
 from leadrelay.schedules import ensure_reconcile_schedule
 from leadrelay.settings import Settings
 from sandbox.app import SandboxSettings
@@ -84,6 +85,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_BIN),
         dev_server_extra_args=ONE_PARTITION,
+        search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
     )
     try:

@@ -37,11 +37,16 @@ class Inbox(Generic[Item]):
         self._pending.append(item)
         return True
 
-    async def next(self, quiet_window: timedelta) -> Item | None:
-        """The oldest pending item; None once nothing arrived for `quiet_window`."""
-        if not self._pending:
+    async def next(
+        self, quiet_window: timedelta, wake_also: Callable[[], bool] = lambda: False
+    ) -> Item | None:
+        """The oldest pending item; None once nothing arrived for `quiet_window` (or when
+        `wake_also` became true first)."""
+        if not self._pending and not wake_also():
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: bool(self._pending), timeout=quiet_window)
+                await workflow.wait_condition(
+                    lambda: bool(self._pending) or wake_also(), timeout=quiet_window
+                )
         return self._pending[0] if self._pending else None
 
     def done(self, item: Item) -> None:

@@ -18,7 +18,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, AmoFailure, ContactQuery, LeadNote, LeadTags
     from activities.routing import RoutingActivities
     from amocrm.models import CreatedLead, Lead, NewContact, NewLead
-    from leadrelay.models import LeadError, LeadStart, LeadState, Route, Step, Submission
+    from leadrelay import search_attributes as sa
+    from leadrelay.models import (
+        LeadError,
+        LeadStart,
+        LeadState,
+        OperatorRequest,
+        Route,
+        Step,
+        Submission,
+    )
     from leadrelay.notes import submission_note
     from leadrelay.settings import AMOCRM_TASK_QUEUE
     from workflows.amocrm_calls import (
@@ -34,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
 CREATE_ONCE = RetryPolicy(maximum_attempts=1)
 CREATE_BACKOFF_CAP = timedelta(minutes=5)
 SUBMISSIONS_PER_RUN = 100
+# Workflows recorded before search attributes existed replay without them.
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
 
 @workflow.defn
@@ -50,8 +61,17 @@ class LeadWorkflow:
 
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
+        self._enter(self._state.step)
         processed_this_run = 0
-        while submission := await self._inbox.next(self._quiet_window):
+        while True:
+            submission = await self._inbox.next(
+                self._quiet_window, wake_also=lambda: bool(self._state.operator_requests)
+            )
+            if self._state.operator_requests:
+                await self._serve(self._state.operator_requests.pop(0))
+                continue
+            if submission is None:
+                break
             await self._process_until_done(submission)
             self._inbox.done(submission)
             self._state.submissions_processed += 1
@@ -64,8 +84,7 @@ class LeadWorkflow:
                 workflow.continue_as_new(
                     LeadStart(start.lead_key, start.quiet_window_seconds, carried=self._state)
                 )
-        self._state.step = Step.DONE
-        self._show_details()
+        self._enter(Step.DONE)
         return self._state
 
     @workflow.signal
@@ -79,9 +98,55 @@ class LeadWorkflow:
         """Try the failed submission again, e.g. after the forms file or token was fixed."""
         self._retry_requested = True
 
+    @workflow.signal
+    def resync(self) -> None:
+        """Re-read the contact and its leads from amoCRM, e.g. after a manual merge."""
+        self._state.operator_requests.append(OperatorRequest("resync"))
+
+    @workflow.signal
+    def add_note(self, text: str) -> None:
+        self._state.operator_requests.append(OperatorRequest("note", text))
+
     @workflow.query
     def state(self) -> LeadState:
         return self._state
+
+    # --- operator requests ----------------------------------------------------
+
+    async def _serve(self, request: OperatorRequest) -> None:
+        try:
+            if request.kind == "resync":
+                await self._resync()
+            elif self._state.lead_id is None:
+                self._state.last_error = LeadError(
+                    "NoLeadYet", "no amoCRM lead to add the note to", workflow.now().isoformat()
+                )
+            else:
+                note = LeadNote(self._state.lead_id, request.text or "")
+                await call_amocrm(AmoActivities.add_lead_note, note, summary="add operator note")
+        except ActivityError as err:
+            self._state.last_error = LeadError(
+                failure_type(err), str(err.cause or err), workflow.now().isoformat()
+            )
+        self._show_details()
+
+    async def _resync(self) -> None:
+        key = self._state.lead_key
+        query = (
+            ContactQuery(phone=key, email=None) if key.startswith("+") else ContactQuery(None, key)
+        )
+        contacts = await call_amocrm(AmoActivities.search_contacts, query, summary="resync: search")
+        self._state.contact_id = min((c.id for c in contacts), default=None)
+        lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
+        leads = (
+            await call_amocrm(AmoActivities.read_leads, lead_ids, summary="resync: read leads")
+            if lead_ids
+            else []
+        )
+        open_ids = [lead.id for lead in leads if lead.is_open]
+        if self._state.lead_id not in open_ids:
+            self._state.lead_id = max(open_ids, default=None)
+        self._enter(Step.UPDATED if self._state.lead_id else self._state.step)
 
     # --- the business process -------------------------------------------------
 
@@ -93,8 +158,7 @@ class LeadWorkflow:
                 return
             except ActivityError as err:
                 self._record_error(err, submission)
-                self._state.step = Step.FAILED
-                self._show_details()
+                self._enter(Step.FAILED)
                 workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
                 self._retry_requested = False
                 await workflow.wait_condition(lambda: self._retry_requested)
@@ -108,7 +172,7 @@ class LeadWorkflow:
             retry_policy=ROUTING_RETRY,
         )
         if await self._update_known_lead(route):
-            self._state.step = Step.UPDATED
+            self._enter(Step.UPDATED)
         else:
             await self._find_or_create_lead(submission, route)
         lead_id = self._known_lead_id()
@@ -123,7 +187,7 @@ class LeadWorkflow:
         """A later submission: update the lead this workflow knows, if it is still open."""
         if self._state.lead_id is None or route.pipeline_id != self._state.lead_route_pipeline_id:
             return False
-        self._state.step = Step.UPDATING
+        self._enter(Step.UPDATING)
         leads = await call_amocrm(
             AmoActivities.read_leads, [self._state.lead_id], summary="read known lead"
         )
@@ -135,7 +199,7 @@ class LeadWorkflow:
 
     async def _find_or_create_lead(self, submission: Submission, route: Route) -> None:
         while True:
-            self._state.step = Step.SEARCHING
+            self._enter(Step.SEARCHING)
             query = ContactQuery(
                 phone=submission.phone, email=None if submission.phone else submission.email
             )
@@ -149,13 +213,13 @@ class LeadWorkflow:
                 if open_lead is not None:
                     self._adopt(open_lead.id, route)
                     await self._add_missing_tags(open_lead, route)
-                    self._state.step = Step.UPDATED
+                    self._enter(Step.UPDATED)
                     return
             created = await self._create_lead(submission, route)
             if created is not None:
                 self._state.contact_id = created.contact_id or self._state.contact_id
                 self._adopt(created.lead_id, route)
-                self._state.step = Step.CREATED
+                self._enter(Step.CREATED)
                 return
 
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
@@ -173,7 +237,7 @@ class LeadWorkflow:
 
     async def _create_lead(self, submission: Submission, route: Route) -> CreatedLead | None:
         """The created lead, or None when the outcome is unknown and a search must come first."""
-        self._state.step = Step.CREATING
+        self._enter(Step.CREATING)
         contact_id = self._state.contact_id
         new_lead = NewLead(
             name=route.lead_name,
@@ -199,7 +263,7 @@ class LeadWorkflow:
             if failure_type(err) in AmoFailure.NON_RETRYABLE:
                 raise
             self._record_error(err, submission)
-            self._state.step = Step.WAITING_RETRY
+            self._enter(Step.WAITING_RETRY)
             self._create_failures += 1
             await workflow.sleep(self._create_backoff(err))
             return None
@@ -242,6 +306,31 @@ class LeadWorkflow:
             at=workflow.now().isoformat(),
             submission_id=submission.submission_id,
         )
+
+    def _enter(self, step: Step) -> None:
+        self._state.step = step
+        self._show_details()
+        if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            self._upsert_search_attributes()
+
+    def _upsert_search_attributes(self) -> None:
+        state = self._state
+        updates = [sa.LEAD_KEY.value_set(state.lead_key)]
+        if state.lead_key.startswith("+"):
+            updates.append(sa.LEAD_PHONE.value_set(state.lead_key))
+        else:
+            updates.append(sa.LEAD_EMAIL.value_set(state.lead_key))
+        if state.pending:
+            updates.append(sa.LEAD_FORM.value_set(state.pending[0].form))
+        if state.lead_id is not None:
+            updates.append(sa.AMO_LEAD_ID.value_set(str(state.lead_id)))
+        if state.contact_id is not None:
+            updates.append(sa.AMO_CONTACT_ID.value_set(str(state.contact_id)))
+        if state.step in sa.LEAD_STATES:
+            updates.append(sa.LEAD_STATE.value_set(sa.LEAD_STATES[state.step]))
+        current = workflow.info().typed_search_attributes
+        if any(current.get(update.key) != update.value for update in updates):
+            workflow.upsert_search_attributes(updates)
 
     def _show_details(self) -> None:
         state = self._state
