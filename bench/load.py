@@ -9,6 +9,7 @@ each send started against its schedule is recorded too, so an overloaded generat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import random
@@ -245,10 +246,8 @@ def check_ledger(state: dict[str, Any], expected: dict[str, set[str]]) -> Ledger
             if custom_field.get("field_code") != "PHONE":
                 continue
             for value in custom_field.get("values") or []:
-                try:
+                with contextlib.suppress(InvalidContact):
                     phones.add(normalize_phone(str(value["value"]), PHONE_REGION))
-                except InvalidContact:
-                    pass
         contact_phones[contact["id"]] = phones
     leads_of: dict[str, list[int]] = {}
     for lead in state["leads"]:

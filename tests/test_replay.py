@@ -8,19 +8,27 @@ A change that would break running workflows fails here; make deliberate changes 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
+from temporalio.client import ScheduleOverlapPolicy
 
+from api.intake import build_submission
+from leadrelay.events import RawWebhook, entity_workflow_id
+from leadrelay.replay import load_history, replay
+from leadrelay.schedules import RECONCILE_SCHEDULE_ID
+from leadrelay.temporal import deliver_submission, raw_webhook_workflow_id
+from tests.conftest import WEBHOOK_TOKEN
 from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
+from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
 from worker import WORKFLOWS
-from workflows.runner import workflow_runner
+from workflows.lead import LeadWorkflow
+from workflows.raw_webhook import RawWebhookWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDING = os.environ.get("LEADRELAY_RECORD_HISTORIES") == "1"
@@ -30,26 +38,26 @@ def recorded_histories() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
 
 
-def test_histories_are_recorded() -> None:
-    assert len(recorded_histories()) >= 3, "tests/histories/ lost its recordings"
+def test_every_workflow_type_has_recorded_histories() -> None:
+    recorded = {load_history(path).events[0].workflow_execution_started_event_attributes
+                .workflow_type.name for path in recorded_histories()}  # fmt: skip
+    assert recorded == {workflow.__name__ for workflow in WORKFLOWS}
 
 
 @pytest.mark.parametrize("path", recorded_histories(), ids=lambda path: path.stem)
 async def test_recorded_history_replays(path: Path) -> None:
-    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
-    history = WorkflowHistory.from_json(f"lead-{path.stem}", text)
-    await Replayer(workflows=WORKFLOWS, workflow_runner=workflow_runner()).replay_workflow(history)
+    assert await replay([path]) == 0, f"{path.name} no longer replays against this code"
 
 
 @pytest.mark.skipif(not RECORDING, reason="set LEADRELAY_RECORD_HISTORIES=1 to re-record")
 async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], str]) -> None:
     stack = clean_sandbox
-    scenarios: dict[str, str] = {}
+    recorded: dict[str, str] = {}  # file name -> workflow id
 
     new_person = new_phone()
     await stack.api.post("/api/landing/proftest", json={**PROFTEST_BODY, "phone": new_person})
     await wait_processed(stack, new_person, 1)
-    scenarios["new-person"] = new_person
+    recorded["lead-new-person"] = f"lead-{new_person}"
 
     repeat = new_phone()
     for method in ("kaspi", "card", "card"):
@@ -57,7 +65,11 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
         await stack.api.post("/api/landing/express-course", json=body)
         await asyncio.sleep(0.5)
     await wait_processed(stack, repeat, 2)
-    scenarios["later-submission-and-repeat"] = repeat
+    handle = stack.temporal.get_workflow_handle(f"lead-{repeat}")
+    await handle.signal(LeadWorkflow.add_note, "Перезвонить после 18:00")
+    await handle.signal(LeadWorkflow.resync)
+    await asyncio.sleep(2)
+    recorded["lead-later-submission-note-resync"] = f"lead-{repeat}"
 
     flaky = new_phone()
     await stack.set_faults(
@@ -65,7 +77,7 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     )
     await stack.api.post("/api/landing/proftest", json={"phone": flaky})
     await wait_all_processed(stack, [flaky])
-    scenarios["create-answer-lost"] = flaky
+    recorded["lead-create-answer-lost"] = f"lead-{flaky}"
 
     rejected = new_phone()
     await stack.set_faults(
@@ -75,9 +87,37 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     await asyncio.sleep(3)
     await stack.temporal.get_workflow_handle(response.json()["workflow_id"]).signal("retry")
     await wait_processed(stack, rejected, 1)
-    scenarios["rejected-then-retried"] = rejected
+    recorded["lead-rejected-then-retried"] = f"lead-{rejected}"
+
+    brief = stack.settings.model_copy(update={"leadrelay_quiet_window_seconds": 1.0})
+    quiet = new_phone()
+    submission = build_submission("quiz", {"phone": quiet}, region="KZ", received_at="t")
+    await (await deliver_submission(stack.temporal, brief, quiet, submission)).result()
+    recorded["lead-quiet-window-completes"] = f"lead-{quiet}"
+
+    await subscribe_hook(stack)
+    sold = await new_express_lead(stack, new_phone())
+    await move_lead(stack, sold, 142)
+    await wait_handled(stack, sold, seen=1)
+    recorded["entity-status-forwarded"] = entity_workflow_id("leads", sold)
+
+    response = await stack.api.post(
+        "/api/amocrm/funnel-sale", params={"token": WEBHOOK_TOKEN}, content=b"\xff["
+    )
+    raw_id = raw_webhook_workflow_id(
+        RawWebhook("funnel-sale", base64.b64encode(b"\xff[").decode(), None, "", [])
+    )
+    await stack.temporal.get_workflow_handle(raw_id).signal(RawWebhookWorkflow.reparse)
+    await asyncio.sleep(2)
+    recorded["raw-webhook-reparsed"] = raw_id
+
+    schedule = stack.temporal.get_schedule_handle(RECONCILE_SCHEDULE_ID)
+    await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    await asyncio.sleep(3)
+    async for run in stack.temporal.list_workflows("WorkflowType='ReconcileWorkflow'"):
+        recorded["reconcile-run"] = run.id
 
     HISTORIES.mkdir(exist_ok=True)
-    for name, phone in scenarios.items():
-        history = await stack.temporal.get_workflow_handle(f"lead-{phone}").fetch_history()
+    for name, workflow_id in recorded.items():
+        history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
