@@ -1,7 +1,9 @@
 """A small async amoCRM v4 client: one method per request, explicit errors.
 
 Each public method sends exactly one HTTP request, so that an activity wrapping it
-spends exactly one token of the amoCRM task queue's rate limit.
+spends exactly one token of the amoCRM task queue's rate limit. The exceptions are OAuth
+refreshes (about once a day, and after a 401 once): they go through the same pacer, so the
+process never exceeds its budget, and the Temporal queue's limit simply does not see them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from amocrm.auth import LongLivedToken, TokenSource
 from amocrm.errors import (
     AmoAuthError,
     AmoBlocked,
@@ -35,6 +38,7 @@ from amocrm.pacing import RequestPacer
 
 USER_AGENT = "leadrelay/0.1"
 EVENTS_PAGE_SIZE = 100
+OAUTH_TOKEN_PATH = "/oauth2/access_token"
 
 
 @dataclass
@@ -51,7 +55,7 @@ class AmoClient:
     def __init__(
         self,
         base_url: str,
-        access_token: str,
+        tokens: str | TokenSource,
         *,
         requests_per_second: float,
         timeout: float = 20.0,
@@ -60,10 +64,11 @@ class AmoClient:
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {access_token}", "User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT},
             timeout=timeout,
             transport=transport,
         )
+        self._tokens = LongLivedToken(tokens) if isinstance(tokens, str) else tokens
         self._pacer = RequestPacer(requests_per_second)
         self._block = _Block()
         self._block_backoff = block_backoff
@@ -168,9 +173,32 @@ class AmoClient:
                 return int(pipeline["id"])
         raise AmoRejected("the account has no main pipeline")
 
+    # --- auth -----------------------------------------------------------------
+
+    async def keep_token_alive(self, max_age_seconds: float) -> bool:
+        """Refresh an OAuth pair older than this (at most one request); whether it did."""
+        return await self._tokens.keep_alive(max_age_seconds, self._grant)
+
     # --- transport ------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        token = await self._tokens.access_token(self._grant)
+        response = await self._send(method, path, token, **kwargs)
+        if response.status_code == 401:
+            renewed = await self._tokens.refresh_after_unauthorized(token, self._grant)
+            if renewed is not None:
+                # amoCRM applied nothing under the rejected token, so even a write is safe
+                # to send again; a second 401 is final.
+                response = await self._send(method, path, renewed, **kwargs)
+        return self._decode(method, path, response)
+
+    async def _grant(self, fields: dict[str, str]) -> Any:
+        response = await self._send("POST", OAUTH_TOKEN_PATH, None, json=fields)
+        return self._decode("POST", OAUTH_TOKEN_PATH, response)
+
+    async def _send(
+        self, method: str, path: str, token: str | None, **kwargs: Any
+    ) -> httpx.Response:
         await self._pacer.wait_turn()
         # Checked after the wait: a block may have begun while this request queued.
         blocked_for = self._block.remaining()
@@ -180,11 +208,11 @@ class AmoClient:
                 retry_after=blocked_for,
                 status=403,
             )
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            response = await self._http.request(method, path, **kwargs)
+            return await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TransportError as err:
             raise AmoOutcomeUnknown(f"{method} {path}: {type(err).__name__}: {err}") from err
-        return self._decode(method, path, response)
 
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         status = response.status_code
@@ -200,6 +228,9 @@ class AmoClient:
         problem = _problem(response)
         detail = problem.get("detail") or problem.get("title") or response.reason_phrase
         message = f"{where}: {detail}"
+        # OAuth failures say what is wrong only in `hint`, e.g. "Token has been revoked".
+        if problem.get("hint"):
+            message = f"{message} ({problem['hint']})"
         if status == 429:
             raise AmoRateLimited(
                 message,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import shutil
 import signal
@@ -187,10 +188,7 @@ class BenchStack:
         bin_dir = Path(sys.executable).parent
         self.temporal_cli = str(bin_dir / "temporal")
 
-        temporal_cmd = temporal_dev_server_command(HOST, self.temporal_port)
-        _set_option(temporal_cmd, "--db-filename", str(self.dir / "temporal.db"))
-        _set_option(temporal_cmd, "--ui-port", str(free_port()))
-        temporal_cmd.append("--headless")
+        temporal_cmd = _temporal_command(self.temporal_port, self.dir / "temporal.db")
         self.procs["temporal"] = Proc("temporal", temporal_cmd, self._env(), self._log("temporal"))
         self.procs["sandbox"] = Proc(
             "sandbox",
@@ -405,5 +403,18 @@ async def wait_for_count(
     return count
 
 
-def _set_option(command: list[str], option: str, value: str) -> None:
-    command[command.index(option) + 1] = value
+def _temporal_command(port: int, db: Path) -> list[str]:
+    """devstack's dev server command (WAL, one partition), with our port, file and no UI.
+
+    Copes with both shapes of `temporal_dev_server_command`: (host, port, db, ui_port=)
+    and the older (host, port) with a fixed file and UI port.
+    """
+    parameters = inspect.signature(temporal_dev_server_command).parameters
+    if "db" in parameters:
+        return temporal_dev_server_command(HOST, port, db, ui_port=None)  # type: ignore[call-arg]
+    command = temporal_dev_server_command(HOST, port)  # type: ignore[call-arg]
+    command[command.index("--db-filename") + 1] = str(db)
+    if "--ui-port" in command:
+        index = command.index("--ui-port")
+        del command[index : index + 2]
+    return [*command, "--headless"]

@@ -25,22 +25,32 @@ TEMPORAL_UI_PORT = 8233
 BIN = Path(sys.executable).parent
 
 
-def temporal_dev_server_command(host: str, port: int) -> list[str]:
-    return [
+def temporal_dev_server_command(
+    host: str,
+    port: int,
+    db: Path,
+    *,
+    ui_port: int | None = TEMPORAL_UI_PORT,
+    register_search_attributes: bool = True,
+) -> list[str]:
+    """A persistent dev server with one partition per queue (see the README's rate limit)."""
+    command = [
         str(BIN / "temporal"),
         "server",
         "start-dev",
         "--ip", host,
         "--port", str(port),
-        "--ui-port", str(TEMPORAL_UI_PORT),
-        "--db-filename", str(DATA_DIR / "temporal.db"),
+        "--db-filename", str(db),
         "--sqlite-pragma", "journal_mode=wal",
         "--sqlite-pragma", "synchronous=normal",
         "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
         "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
         "--log-level", "warn",
-        *search_attributes.dev_server_args(),
     ]  # fmt: skip
+    command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    if register_search_attributes:
+        command += search_attributes.dev_server_args()
+    return command
 
 
 def wait_for_port(host: str, port: int, name: str, timeout: float = 60.0) -> None:
@@ -75,7 +85,12 @@ def main() -> None:
 
     temporal_host, _, temporal_port = settings.temporal_address.rpartition(":")
     try:
-        start("temporal", temporal_dev_server_command(temporal_host, int(temporal_port)))
+        start(
+            "temporal",
+            temporal_dev_server_command(
+                temporal_host, int(temporal_port), DATA_DIR / "temporal.db"
+            ),
+        )
         wait_for_port(temporal_host, int(temporal_port), "Temporal")
         sandbox_url = None
         if not settings.amocrm_base_url:

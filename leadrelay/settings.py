@@ -24,6 +24,21 @@ class Settings(BaseSettings):
         default=None, description="amoCRM account URL, e.g. https://school.amocrm.ru"
     )
     amocrm_access_token: str | None = Field(default=None, description="Long-lived token")
+    amocrm_client_id: str | None = Field(default=None, description="OAuth integration id")
+    amocrm_client_secret: str | None = Field(default=None, description="OAuth secret key")
+    amocrm_redirect_uri: str | None = Field(default=None, description="OAuth redirect URI")
+    amocrm_refresh_token: str | None = Field(
+        default=None, description="First OAuth refresh token, used only while the store is empty"
+    )
+    amocrm_authorization_code: str | None = Field(
+        default=None, description="First OAuth authorization code, used only while the store is empty"
+    )
+    amocrm_token_store: Path = Field(
+        default=Path(".data/amocrm-tokens.json"), description="The OAuth pair, shared by workers"
+    )
+    amocrm_token_keepalive_days: float = Field(
+        default=7.0, gt=0, description="Refresh an OAuth pair older than this (daily check)"
+    )
     amocrm_rps: float = Field(
         default=5.0, gt=0, lt=7, description="amoCRM requests per second for the whole deployment"
     )

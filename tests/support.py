@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from temporalio.client import Client
 
+from leadrelay.devstack import temporal_dev_server_command, wait_for_port
 from leadrelay.settings import Settings
 
 
@@ -80,3 +82,35 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within}s: {check.__name__}")
         await asyncio.sleep(interval)
+
+
+class DevServer:
+    """A persistent Temporal dev server this test may stop and start again."""
+
+    def __init__(self, db: Path, *, register_search_attributes: bool = True) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._command = temporal_dev_server_command(
+            "127.0.0.1",
+            self.port,
+            db,
+            ui_port=None,
+            register_search_attributes=register_search_attributes,
+        )
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            *self._command, stdout=asyncio.subprocess.DEVNULL
+        )
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", self.port, "Temporal")
+
+    async def stop(self) -> None:
+        assert self._process is not None
+        self._process.terminate()
+        await asyncio.wait_for(self._process.wait(), 30)

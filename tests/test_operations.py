@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEMPORAL_BIN
-from tests.support import Stack, eventually
+from tests.support import DevServer, Stack, eventually
 from tests.test_pipeline import leads_of, notes_of, wait_processed
 
 
@@ -141,3 +142,19 @@ async def test_exported_history_replays_with_the_replay_command(
     )
     out, _ = await process.communicate()
     assert process.returncode == 1 and "BROKEN" in out.decode()
+
+
+async def test_admin_command_registers_search_attributes_on_a_bare_server(tmp_path: Path) -> None:
+    server = DevServer(tmp_path / "bare.db", register_search_attributes=False)
+    await server.start()
+    try:
+        command = [sys.executable, "-m", "leadrelay.admin", "setup-search-attributes"]
+        env = {**os.environ, "TEMPORAL_ADDRESS": server.address}
+        for expected in ("added LeadKey", "all present"):
+            process = await asyncio.create_subprocess_exec(
+                *command, env=env, stdout=asyncio.subprocess.PIPE
+            )
+            out, _ = await process.communicate()
+            assert process.returncode == 0 and out.decode().startswith(expected), out
+    finally:
+        await server.stop()

@@ -4,7 +4,6 @@ land once Temporal is back: nothing lost, nothing doubled."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -18,11 +17,10 @@ from temporalio.client import Client
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
 from api.outbox import Outbox, OutboxDrainer, OutboxEntry
-from leadrelay.devstack import temporal_dev_server_command, wait_for_port
 from leadrelay.settings import Settings
 from sandbox.server import serve_in_thread
 from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
-from tests.support import Stack, eventually
+from tests.support import DevServer, Stack, eventually
 from tests.test_pipeline import contacts_of, leads_of
 from tests.test_webhooks import forwards_for, new_express_lead
 from worker import create_workers
@@ -53,33 +51,6 @@ async def test_drainer_holds_back_only_the_failing_workflow(tmp_path: Path) -> N
     assert await OutboxDrainer(outbox, deliver).drain_once() == 2
     assert delivered == [1, 3]
     assert [(e.payload["n"], e.attempts) for e in outbox.oldest(10)] == [(0, 1), (2, 0)]
-
-
-class DevServer:
-    """A persistent Temporal dev server this test may stop and start again."""
-
-    def __init__(self, db: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._command = [*temporal_dev_server_command("127.0.0.1", self.port), "--headless"]
-        self._command[self._command.index("--db-filename") + 1] = str(db)
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._process = await asyncio.create_subprocess_exec(
-            *self._command, stdout=asyncio.subprocess.DEVNULL
-        )
-        await asyncio.to_thread(wait_for_port, "127.0.0.1", self.port, "Temporal")
-
-    async def stop(self) -> None:
-        assert self._process is not None
-        self._process.terminate()
-        await asyncio.wait_for(self._process.wait(), 30)
 
 
 @pytest.fixture
