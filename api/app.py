@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import amocrm_hooks, health, landing, leads
+from api import admin, amocrm_hooks, health, landing, leads
 from api.delivery import Delivery
 from api.outbox import Outbox, OutboxDrainer
 from leadrelay.settings import Settings
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         app.state.settings = settings
         app.state.temporal = client
         app.state.delivery = delivery
+        app.state.drainer = drainer
         draining = asyncio.create_task(drainer.run(), name="outbox-drainer")
         try:
             yield
@@ -45,4 +46,5 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.include_router(amocrm_hooks.router)
     app.include_router(leads.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     return app

@@ -75,6 +75,9 @@ class Delivery:
     def outbox_depth(self) -> int:
         return self._outbox.depth
 
+    async def outbox_entries(self, limit: int = 100) -> list[OutboxEntry]:
+        return await asyncio.to_thread(self._outbox.oldest, limit)
+
     async def deliver(self, parcels: list[Parcel]) -> Route:
         """All parcels reach Temporal within the deadline, or all go to the outbox.
 

