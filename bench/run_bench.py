@@ -437,7 +437,8 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python {python}"
 
 
 def main(argv: list[str] | None = None) -> None:
