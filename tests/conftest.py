@@ -4,6 +4,8 @@ worker in this event loop, and the API served over HTTP in its own thread."""
 from __future__ import annotations
 
 import itertools
+import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
 from leadrelay import search_attributes
+from leadrelay.devstack import wait_for_port
 from leadrelay.schedules import ensure_reconcile_schedule
 from leadrelay.settings import Settings
-from sandbox.app import SandboxSettings
-from sandbox.app import create_app as create_sandbox
 from sandbox.server import serve_in_thread
 from tests.support import Receiver, Stack
 from worker import create_workers
@@ -97,9 +98,18 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
-    app = create_sandbox(SandboxSettings(token=SANDBOX_TOKEN))
-    with serve_in_thread(app) as url:
-        yield url
+    """Its own process, as amoCRM is: it records arrival times without sharing our GIL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "sandbox", "--port", str(port), "--token", SANDBOX_TOKEN]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, "amoCRM sandbox")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
