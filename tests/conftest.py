@@ -3,11 +3,12 @@ worker in this event loop, and the API served over HTTP in its own thread."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -209,6 +210,18 @@ async def stack(
             api_url=api_url,
             restart_workers=restart_workers,
         )
+
+
+@pytest.fixture
+async def extra_form(stack: Stack) -> AsyncIterator[Callable[[str, int], Awaitable[None]]]:
+    """Map one more form in the forms file (the worker re-reads it); restored afterwards."""
+
+    async def map_form(name: str, pipeline_id: int) -> None:
+        text = f"{stack.forms_text}\n[forms.{name}]\npipeline_id = {pipeline_id}\n"
+        await asyncio.to_thread(stack.forms_path.write_text, text, encoding="utf-8")
+
+    yield map_form
+    await asyncio.to_thread(stack.forms_path.write_text, stack.forms_text, encoding="utf-8")
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ from temporalio.client import Client
 from leadrelay.devstack import temporal_dev_server_command, wait_for_port
 from leadrelay.settings import Settings
 
+MapForm = Callable[[str, int], Awaitable[None]]
+"""The `extra_form` fixture: map a form name to a pipeline in the forms file."""
+
 
 @dataclass
 class Received:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from tests.conftest import AMOCRM_RPS, PROFTEST_PIPELINE
-from tests.support import Stack, eventually
+from tests.support import MapForm, Stack, eventually
 from tests.test_pipeline import contacts_of, leads_of, notes_of, wait_processed
 from workflows.lead import LeadWorkflow
 
@@ -60,18 +59,11 @@ async def test_every_lead_lands_once_through_429s_5xx_and_lost_answers(
     assert statuses[429] >= 3 and statuses[504] >= 1 and statuses[503] >= 1, statuses
 
 
-@pytest.fixture
-def forms_with_broken_pipeline(stack: Stack) -> Iterator[Path]:
-    path = stack.forms_path
-    path.write_text(stack.forms_text + "\n[forms.broken]\npipeline_id = 999999\n", encoding="utf-8")
-    yield path
-    path.write_text(stack.forms_text, encoding="utf-8")
-
-
 async def test_bad_request_parks_the_submission_until_retry_signal(
-    clean_sandbox: Stack, forms_with_broken_pipeline: Path, new_phone: Callable[[], str]
+    clean_sandbox: Stack, extra_form: MapForm, new_phone: Callable[[], str]
 ) -> None:
     stack = clean_sandbox
+    await extra_form("broken", 999999)
     phone = new_phone()
     response = await stack.api.post("/api/landing/broken", json={"phone": phone})
     assert response.status_code == 202
@@ -90,8 +82,7 @@ async def test_bad_request_parks_the_submission_until_retry_signal(
     await asyncio.sleep(3)
     assert await count_requests(stack, "POST", "/api/v4/leads/complex") == creates_so_far == 1
 
-    fixed = stack.forms_text + f"\n[forms.broken]\npipeline_id = {PROFTEST_PIPELINE}\n"
-    await asyncio.to_thread(forms_with_broken_pipeline.write_text, fixed, encoding="utf-8")
+    await extra_form("broken", PROFTEST_PIPELINE)
     await stack.temporal.get_workflow_handle(response.json()["workflow_id"]).signal(
         LeadWorkflow.retry
     )

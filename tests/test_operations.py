@@ -6,14 +6,12 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import TEMPORAL_BIN
-from tests.support import DevServer, Stack, eventually
+from tests.support import DevServer, MapForm, Stack, eventually
 from tests.test_pipeline import leads_of, notes_of, wait_processed
 
 
@@ -79,18 +77,11 @@ async def test_query_list_note_and_resync_through_the_cli(
     assert (await stack.lead_view(phone))["amocrm_lead_id"] == view["amocrm_lead_id"]
 
 
-@pytest.fixture
-def broken_form(stack: Stack) -> Iterator[Path]:
-    path = stack.forms_path
-    path.write_text(stack.forms_text + "\n[forms.cli-broken]\npipeline_id = 1\n", encoding="utf-8")
-    yield path
-    path.write_text(stack.forms_text, encoding="utf-8")
-
-
 async def test_failed_leads_are_listed_and_batch_retried(
-    clean_sandbox: Stack, broken_form: Path, new_phone: Callable[[], str]
+    clean_sandbox: Stack, extra_form: MapForm, new_phone: Callable[[], str]
 ) -> None:
     stack = clean_sandbox
+    await extra_form("cli-broken", 1)
     phones = [new_phone() for _ in range(2)]
     for phone in phones:
         await stack.api.post("/api/landing/cli-broken", json={"phone": phone})
@@ -101,8 +92,7 @@ async def test_failed_leads_are_listed_and_batch_retried(
         return sorted(await listed(stack, failed_query)) == sorted(f"lead-{p}" for p in phones)
 
     await eventually(both_failed)
-    fixed = stack.forms_text + "\n[forms.cli-broken]\npipeline_id = 10350882\n"
-    await asyncio.to_thread(broken_form.write_text, fixed, encoding="utf-8")
+    await extra_form("cli-broken", 10350882)
     await temporal_cli(
         stack, "workflow", "signal", "--query", failed_query, "--name", "retry",
         "--reason", "pipeline fixed in forms file", "--yes",
