@@ -70,6 +70,8 @@ class LeadStart:
     lead_key: str
     quiet_window_seconds: float
     carried: LeadState | None = None
+    # Continue-as-new after this many submissions, before the history grows large.
+    submissions_per_run: int = 100
 
 
 @dataclass

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from api.intake import build_submission
-from leadrelay.models import Step
+from leadrelay.models import LeadStart, Step, Submission
+from leadrelay.settings import WORKFLOW_TASK_QUEUE
 from leadrelay.temporal import deliver_submission
 from tests.conftest import EXPRESS_PIPELINE, PROFTEST_PIPELINE, PROFTEST_STATUS
 from tests.support import Stack, eventually
+from workflows.lead import LeadWorkflow
 
 PROFTEST_BODY: dict[str, Any] = {
     "name": "Айгерим",
@@ -186,3 +188,42 @@ async def test_after_the_quiet_window_a_new_run_finds_the_existing_lead(
     state = await stack.sandbox_state()
     assert len(leads_of(state, phone[1:])) == 1
     assert len(notes_of(state, first_run.lead_id)) == 2
+
+
+async def test_continue_as_new_keeps_the_lead_and_the_memory_of_repeats(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    phone = new_phone()
+    bodies = [{"phone": phone, "comment": f"заявка {n}"} for n in range(3)]
+    submissions = [
+        build_submission("proftest", body, region="KZ", received_at=str(n))
+        for n, body in enumerate(bodies)
+    ]
+    start = LeadStart(phone, quiet_window_seconds=600, submissions_per_run=2)
+
+    async def submit(submission: Submission) -> None:
+        await stack.temporal.start_workflow(
+            "LeadWorkflow",
+            start,
+            id=f"lead-{phone}",
+            task_queue=WORKFLOW_TASK_QUEUE,
+            start_signal="submit",
+            start_signal_args=[submission],
+        )
+
+    for submission in submissions:
+        await submit(submission)
+    await wait_processed(stack, phone, 3)
+    await submit(submissions[0])  # after continue-as-new: the new run must still know it
+
+    async def repeat_seen() -> bool:
+        return (await stack.lead_view(phone))["submissions_seen"] == 4
+
+    await eventually(repeat_seen)
+    view = await stack.lead_view(phone)
+    assert view["duplicates_dropped"] == 1 and view["submissions_processed"] == 3
+    state = await stack.temporal.get_workflow_handle(f"lead-{phone}").query(LeadWorkflow.state)
+    assert state.runs == 2
+    [lead] = leads_of(await stack.sandbox_state(), phone[1:])
+    assert len(notes_of(await stack.sandbox_state(), lead["id"])) == 3

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from leadrelay.settings import IO_TASK_QUEUE
     from workflows.amocrm_calls import ROUTING_RETRY, call_amocrm, failure_type
-    from workflows.inbox import Inbox
+    from workflows.inbox import Inbox, continue_as_new_if_due
 
 # The downstream must hear about a sale however long it is down.
 FORWARD_RETRY = RetryPolicy(
@@ -60,10 +60,10 @@ class AmoEntityWorkflow:
             self._inbox.done(event)
             self._state.events_handled += 1
             handled_this_run += 1
-            if handled_this_run >= EVENTS_PER_RUN or workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._state.runs += 1
-                workflow.continue_as_new(dataclasses.replace(start, carried=self._state))
+            carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
+            await continue_as_new_if_due(
+                handled_this_run, EVENTS_PER_RUN, dataclasses.replace(start, carried=carried)
+            )
         return self._state
 
     @workflow.signal

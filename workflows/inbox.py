@@ -8,11 +8,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 
 Item = TypeVar("Item")
+
+
+async def continue_as_new_if_due(handled_this_run: int, limit: int, next_input: Any) -> None:
+    """Start afresh before the history grows large; the state travels in `next_input`."""
+    if handled_this_run >= limit or workflow.info().is_continue_as_new_suggested():
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(next_input)
 
 
 class Inbox(Generic[Item]):

@@ -8,6 +8,7 @@ lead it already knows instead of searching amoCRM again.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -36,13 +37,12 @@ with workflow.unsafe.imports_passed_through():
         call_amocrm,
         failure_type,
     )
-    from workflows.inbox import Inbox
+    from workflows.inbox import Inbox, continue_as_new_if_due
 
 # A create is never retried blindly: its answer may have been lost after amoCRM applied
 # it, so the workflow searches again before creating again.
 CREATE_ONCE = RetryPolicy(maximum_attempts=1)
 CREATE_BACKOFF_CAP = timedelta(minutes=5)
-SUBMISSIONS_PER_RUN = 100
 # Workflows recorded before search attributes existed replay without them.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
@@ -76,14 +76,10 @@ class LeadWorkflow:
             self._inbox.done(submission)
             self._state.submissions_processed += 1
             processed_this_run += 1
-            if processed_this_run >= SUBMISSIONS_PER_RUN or (
-                workflow.info().is_continue_as_new_suggested()
-            ):
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._state.runs += 1
-                workflow.continue_as_new(
-                    LeadStart(start.lead_key, start.quiet_window_seconds, carried=self._state)
-                )
+            carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
+            await continue_as_new_if_due(
+                processed_this_run, start.submissions_per_run, dataclasses.replace(start, carried=carried)
+            )
         self._enter(Step.DONE)
         return self._state
 
