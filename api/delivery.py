@@ -91,6 +91,7 @@ class Delivery:
                 )
                 return Route.TEMPORAL
             except (TimeoutError, RPCError, RuntimeError):
+                # RuntimeError is how a lazy client reports that it cannot connect.
                 pass
         await asyncio.to_thread(self._store, parcels)
         return Route.OUTBOX
