@@ -91,6 +91,12 @@ class Rule(BaseModel):
     status_id: int | None = None
     actions: list[RuleAction] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _lead_actions_need_leads(self) -> Rule:
+        if self.entity != "leads" and any(a.type in ("note", "task") for a in self.actions):
+            raise ValueError("note and task actions write to a lead: use them on entity 'leads'")
+        return self
+
     def matches(self, event: EntityEvent) -> bool:
         return (
             event.entity == self.entity

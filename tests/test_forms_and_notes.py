@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from leadrelay.events import EntityEvent
 from leadrelay.forms import FormsConfig, FormsFile
 from leadrelay.models import Submission
 from leadrelay.notes import submission_note
@@ -88,3 +89,25 @@ def test_note_is_readable() -> None:
     assert "1. Возраст? — 19–25" in note
     assert "metadata.userAgent: Mozilla" in note
     assert "answers: [1, 0, 2]" in note
+
+
+def test_rules_match_on_numbers_and_plan_their_actions(tmp_path: Path) -> None:
+    config = FormsConfig.load(
+        write(
+            tmp_path,
+            "forms.toml",
+            '[[rules]]\nname = "sale"\npipeline_id = 6344290\nstatus_id = 142\n'
+            'actions = [{ type = "forward", url = "http://x/events" }, '
+            '{ type = "task", text = "Позвонить", due_in_hours = 2 }]\n',
+        )
+    )
+    sale = EntityEvent("k", "webhook:h", "leads", "status", 1, status_id=142, pipeline_id=6344290)
+    other = EntityEvent("k", "webhook:h", "leads", "status", 1, status_id=143, pipeline_id=6344290)
+    assert [(a.kind, a.due_in_hours) for a in config.plan(sale)] == [("forward", 24.0), ("task", 2)]
+    assert config.plan(other) == []
+
+
+def test_note_rules_only_apply_to_leads(tmp_path: Path) -> None:
+    text = '[[rules]]\nname = "x"\nentity = "contacts"\nactions = [{ type = "note", text = "t" }]\n'
+    with pytest.raises(ValidationError, match="entity 'leads'"):
+        FormsConfig.load(write(tmp_path, "forms.toml", text))
