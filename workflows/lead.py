@@ -43,6 +43,11 @@ with workflow.unsafe.imports_passed_through():
 # it, so the workflow searches again before creating again.
 CREATE_ONCE = RetryPolicy(maximum_attempts=1)
 CREATE_BACKOFF_CAP = timedelta(minutes=5)
+# Created leads are counted by the create activity (leadrelay_leads_created).
+LEAD_OUTCOMES = {
+    Step.UPDATED: ("leadrelay_leads_updated", "Submissions noted on an existing open lead"),
+    Step.FAILED: ("leadrelay_leads_failed", "Submissions parked for an operator"),
+}
 # Workflows recorded before search attributes existed replay without them.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
@@ -77,9 +82,8 @@ class LeadWorkflow:
             self._state.submissions_processed += 1
             processed_this_run += 1
             carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-            await continue_as_new_if_due(
-                processed_this_run, start.submissions_per_run, dataclasses.replace(start, carried=carried)
-            )
+            next_run = dataclasses.replace(start, carried=carried)
+            await continue_as_new_if_due(processed_this_run, start.submissions_per_run, next_run)
         self._enter(Step.DONE)
         return self._state
 
@@ -304,6 +308,8 @@ class LeadWorkflow:
         )
 
     def _enter(self, step: Step) -> None:
+        if step in LEAD_OUTCOMES and step != self._state.step:
+            workflow.metric_meter().create_counter(*LEAD_OUTCOMES[step]).add(1)
         self._state.step = step
         self._show_details()
         if workflow.patched(SEARCH_ATTRIBUTES_PATCH):
