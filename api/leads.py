@@ -63,5 +63,7 @@ async def get_lead(lead_key: str, settings: SettingsDep, temporal: TemporalDep) 
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead for {key}") from err
-        raise
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {err}") from err
+    except RuntimeError as err:  # a lazy client that cannot connect
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {err}") from err
     return LeadView.of(state)
