@@ -15,7 +15,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.outbox import Outbox, OutboxEntry
+from api.outbox import NewEntry, Outbox, OutboxEntry
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.models import Submission
@@ -76,7 +76,7 @@ class Delivery:
         return self._outbox.depth
 
     async def outbox_entries(self, limit: int = 100) -> list[OutboxEntry]:
-        return await asyncio.to_thread(self._outbox.oldest, limit)
+        return await self._outbox.oldest(limit)
 
     async def deliver(self, parcels: list[Parcel]) -> Route:
         """All parcels reach Temporal within the deadline, or all go to the outbox.
@@ -93,16 +93,14 @@ class Delivery:
             except (TimeoutError, RPCError, RuntimeError):
                 # RuntimeError is how a lazy client reports that it cannot connect.
                 pass
-        await asyncio.to_thread(self._store, parcels)
+        await self._outbox.append(
+            [NewEntry(parcel.kind, parcel.workflow_id, parcel.payload) for parcel in parcels]
+        )
         return Route.OUTBOX
 
     async def redeliver(self, entry: OutboxEntry) -> None:
         """What the outbox drainer calls: the same send, with no deadline of ours."""
         await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
-
-    def _store(self, parcels: list[Parcel]) -> None:
-        for parcel in parcels:
-            self._outbox.append(parcel.kind, parcel.workflow_id, parcel.payload)
 
     def _send(self, parcel: Parcel) -> Awaitable[Any]:
         senders: dict[Kind, Callable[[dict[str, Any]], Awaitable[Any]]] = {

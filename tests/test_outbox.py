@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
-from api.outbox import Outbox, OutboxDrainer, OutboxEntry
+from api.outbox import NewEntry, Outbox, OutboxDrainer, OutboxEntry
 from leadrelay.settings import Settings
 from sandbox.server import serve_in_thread
 from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
@@ -26,21 +26,25 @@ from tests.test_webhooks import forwards_for, new_express_lead
 from worker import create_workers
 
 
-def test_outbox_survives_reopen_and_keeps_order(tmp_path: Path) -> None:
+async def test_outbox_survives_reopen_and_keeps_order(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     outbox = Outbox(path)
-    for n in range(3):
-        outbox.append("submission", f"lead-{n % 2}", {"n": n})
+    await asyncio.gather(
+        *(outbox.append([NewEntry("submission", f"lead-{n}", {"n": n})]) for n in range(50))
+    )
+    await outbox.append([NewEntry("submission", "lead-x", {"n": 50})])
     outbox.close()
     reopened = Outbox(path)
-    assert reopened.depth == 3
-    assert [entry.payload["n"] for entry in reopened.oldest(10)] == [0, 1, 2]
+    assert reopened.depth == 51
+    assert [entry.payload["n"] for entry in await reopened.oldest(100)] == list(range(51))
+    reopened.close()
 
 
 async def test_drainer_holds_back_only_the_failing_workflow(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    for n, workflow_id in enumerate(["a", "b", "a", "b"]):
-        outbox.append("submission", workflow_id, {"n": n})
+    await outbox.append(
+        [NewEntry("submission", wf, {"n": n}) for n, wf in enumerate(["a", "b", "a", "b"])]
+    )
     delivered: list[int] = []
 
     async def deliver(entry: OutboxEntry) -> None:
@@ -50,7 +54,8 @@ async def test_drainer_holds_back_only_the_failing_workflow(tmp_path: Path) -> N
 
     assert await OutboxDrainer(outbox, deliver).drain_once() == 2
     assert delivered == [1, 3]
-    assert [(e.payload["n"], e.attempts) for e in outbox.oldest(10)] == [(0, 1), (2, 0)]
+    assert [(e.payload["n"], e.attempts) for e in await outbox.oldest(10)] == [(0, 1), (2, 0)]
+    outbox.close()
 
 
 @pytest.fixture
