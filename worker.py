@@ -18,29 +18,38 @@ from temporalio.worker import Worker
 from activities.amocrm import AmoActivities
 from activities.delivery import DeliveryActivities
 from activities.routing import RoutingActivities
+from activities.token_keepalive import TokenKeepAliveActivities
 from amocrm.client import AmoClient
+from leadrelay.amocrm_auth import token_source
 from leadrelay.forms import FormsFile
-from leadrelay.schedules import ensure_reconcile_schedule
+from leadrelay.logs import configure_logging
+from leadrelay.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
+from leadrelay.telemetry import worker_runtime
 from leadrelay.temporal import connect
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
 from workflows.reconcile import ReconcileWorkflow
 from workflows.runner import workflow_runner
+from workflows.token_keepalive import TokenKeepAliveWorkflow
 
 FORWARD_TIMEOUT_SECONDS = 20.0
-WORKFLOWS = [LeadWorkflow, AmoEntityWorkflow, RawWebhookWorkflow, ReconcileWorkflow]
+WORKFLOWS = [
+    LeadWorkflow,
+    AmoEntityWorkflow,
+    RawWebhookWorkflow,
+    ReconcileWorkflow,
+    TokenKeepAliveWorkflow,
+]
 
 
 def amo_client(settings: Settings) -> AmoClient:
-    if not settings.amocrm_base_url or not settings.amocrm_access_token:
-        raise SystemExit(
-            "AMOCRM_BASE_URL and AMOCRM_ACCESS_TOKEN must be set (make run starts the sandbox)"
-        )
+    if not settings.amocrm_base_url:
+        raise SystemExit("AMOCRM_BASE_URL must be set (make run starts the sandbox)")
     return AmoClient(
         settings.amocrm_base_url,
-        settings.amocrm_access_token,
+        token_source(settings),
         requests_per_second=settings.amocrm_rps,
         timeout=settings.amocrm_timeout_seconds,
         block_backoff=settings.amocrm_block_backoff_seconds,
@@ -57,6 +66,7 @@ def create_workers(
     routing = RoutingActivities(FormsFile(settings.leadrelay_forms))
     amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
     delivery = DeliveryActivities(client, settings, http)
+    keepalive = TokenKeepAliveActivities(amo)
     workflow_worker = Worker(
         client,
         task_queue=WORKFLOW_TASK_QUEUE,
@@ -86,8 +96,10 @@ def create_workers(
             amocrm.add_lead_note,
             amocrm.main_pipeline_id,
             amocrm.read_current_lead,
+            amocrm.lead_has_note,
             amocrm.add_lead_task,
             amocrm.read_status_events,
+            keepalive.keep_token_alive,
         ],
         max_task_queue_activities_per_second=settings.amocrm_rps,
     )
@@ -95,9 +107,11 @@ def create_workers(
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
-    client = await connect(settings)
+    configure_logging(settings.leadrelay_log_level)
+    client = await connect(
+        settings, runtime=worker_runtime(settings.leadrelay_worker_metrics_address)
+    )
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
@@ -117,6 +131,7 @@ async def main() -> None:
                 settings.amocrm_rps,
             )
             await ensure_reconcile_schedule(client, settings)
+            await ensure_token_keepalive_schedule(client, settings)
             await stop.wait()
             logging.info("shutting down: finishing the tasks in hand")
 

@@ -30,6 +30,9 @@ from webhooks.decoder import WebhookEvent
 
 T = TypeVar("T")
 
+AMOCRM_REQUESTS_METRIC = "leadrelay_amocrm_requests"
+LEADS_CREATED_METRIC = "leadrelay_leads_created"
+
 
 class AmoFailure:
     """Failure types the workflow's retry policies name."""
@@ -41,6 +44,8 @@ class AmoFailure:
     REJECTED = "AmoRejected"
 
     NON_RETRYABLE = (AUTH, REJECTED)
+    # amoCRM refused these before doing anything, so a write that failed so was not applied.
+    NOT_APPLIED = (RATE_LIMITED, BLOCKED)
 
 
 @dataclass
@@ -59,6 +64,12 @@ class LeadTags:
 class LeadNote:
     lead_id: int
     text: str
+
+
+@dataclass
+class NoteLookup:
+    lead_id: int
+    marker: str
 
 
 @dataclass
@@ -172,6 +183,9 @@ class AmoActivities:
     @activity.defn(name="amocrm.create_lead")
     async def create_lead(self, lead: NewLead) -> CreatedLead:
         created = await self._call(self._client.create_leads_complex([lead]))
+        activity.metric_meter().create_counter(
+            LEADS_CREATED_METRIC, "Leads created in amoCRM by create_lead"
+        ).add(1)
         return created[0]
 
     @activity.defn(name="amocrm.read_leads")
@@ -185,6 +199,11 @@ class AmoActivities:
     @activity.defn(name="amocrm.add_lead_note")
     async def add_lead_note(self, request: LeadNote) -> None:
         await self._call(self._client.add_lead_note(request.lead_id, request.text))
+
+    @activity.defn(name="amocrm.lead_has_note")
+    async def lead_has_note(self, lookup: NoteLookup) -> bool:
+        texts = await self._call(self._client.lead_note_texts(lookup.lead_id))
+        return any(lookup.marker in text for text in texts)
 
     @activity.defn(name="amocrm.read_current_lead")
     async def read_current_lead(self, lead_id: int) -> CurrentLead:
@@ -217,7 +236,17 @@ class AmoActivities:
 
     async def _call(self, request: Awaitable[T]) -> T:
         try:
-            return await request
+            result = await request
         except AmoError as err:
+            _count_request(type(err).__name__)
             activity.logger.warning("amoCRM request failed: %s", err)
             raise to_application_error(err) from err
+        _count_request("success")
+        return result
+
+
+def _count_request(outcome: str) -> None:
+    # The activity's meter already labels activity_type, namespace and task_queue.
+    activity.metric_meter().create_counter(
+        AMOCRM_REQUESTS_METRIC, "amoCRM requests by outcome: success or the AmoError type"
+    ).add(1, {"outcome": outcome})

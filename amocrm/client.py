@@ -127,6 +127,17 @@ class AmoClient:
             json=[{"entity_id": lead_id, "note_type": "common", "params": {"text": text}}],
         )
 
+    async def lead_note_texts(self, lead_id: int) -> list[str]:
+        """The texts of the lead's newest notes (one page)."""
+        body = await self._request(
+            "GET",
+            f"/api/v4/leads/{lead_id}/notes",
+            params={"limit": "250", "order[id]": "desc"},
+        )
+        return [
+            str((note.get("params") or {}).get("text") or "") for note in _embedded(body, "notes")
+        ]
+
     async def get_lead_with_contacts(self, lead_id: int) -> dict[str, Any]:
         """The lead as amoCRM has it now, raw, with its contacts' ids."""
         return await self._request("GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"})

@@ -12,6 +12,8 @@ from temporalio.client import Client
 
 from api import admin, amocrm_hooks, health, landing, leads
 from api.delivery import Delivery
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.metrics import router as metrics_router
 from api.outbox import Outbox, OutboxDrainer
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
@@ -21,6 +23,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     """One Temporal client per process (lazy, so the API starts while Temporal is down),
     one outbox and its drainer."""
     settings = settings or Settings()
+    metrics = ApiMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -28,6 +31,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         outbox = Outbox(settings.leadrelay_outbox_path)
         delivery = Delivery(client, settings, outbox)
         drainer = OutboxDrainer(outbox, delivery.redeliver)
+        metrics.track_outbox(delivery)
         app.state.settings = settings
         app.state.temporal = client
         app.state.delivery = delivery
@@ -42,9 +46,12 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             outbox.close()
 
     app = FastAPI(title="leadrelay", lifespan=lifespan)
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(landing.router)
     app.include_router(amocrm_hooks.router)
     app.include_router(leads.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(metrics_router)
     return app

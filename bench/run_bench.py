@@ -63,6 +63,7 @@ async def ack_latency(args: argparse.Namespace) -> dict[str, Any]:
                         send, ok = load.landing_sender(nationals), 202
                     else:
                         send, ok = load.webhook_sender(), 200
+                    outbox_before = (await stack.healthz()).get("outbox_depth")
                     sampler = stack.cpu_sampler()
                     sampler.begin()
                     samples = await load.open_loop(api, send, rate=rate, count=count)
@@ -73,6 +74,8 @@ async def ack_latency(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         expected_entities += sum(1 for s in samples if s.status == 200)
                     step = {"kind": kind, "rate": rate, "seconds": args.step_seconds}
+                    step["outbox_depth_at_start"] = outbox_before
+                    step["outbox_depth_at_end"] = (await stack.healthz()).get("outbox_depth")
                     step |= summary | {"cpu_percent": cpu}
                     step["latencies_ms"] = [
                         round(s.latency * 1000, 2) for s in samples if s.latency is not None
@@ -116,8 +119,9 @@ def _step_line(step: dict[str, Any]) -> str:
 
 
 async def _settle(stack: BenchStack, seconds: float = 3.0) -> None:
-    """Between steps: let the outbox empty (bounded) and the processes calm down."""
-    await _outbox_depth_when_empty(stack, within=60)
+    """Between steps: let the outbox empty (bounded) and the processes calm down, so that
+    a step never starts with the previous step's outbox (new parcels queue behind it)."""
+    await _outbox_depth_when_empty(stack, within=600)
     await asyncio.sleep(seconds)
 
 

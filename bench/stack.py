@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,7 +245,9 @@ class BenchStack:
         return env
 
     def _worker_proc(self, name: str) -> Proc:
-        return Proc(name, [sys.executable, "worker.py"], self._env(), self._log(name))
+        # Each worker serves its Prometheus metrics on a port of its own.
+        env = self._env() | {"LEADRELAY_WORKER_METRICS_ADDRESS": f"{HOST}:{free_port()}"}
+        return Proc(name, [sys.executable, "worker.py"], env, self._log(name))
 
     def start(self) -> BenchStack:
         try:
@@ -319,6 +322,9 @@ class BenchStack:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> BenchStack:
+        # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C, so `with` still stops the children.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_interrupt)
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -401,6 +407,10 @@ async def wait_for_count(
             return count
         await asyncio.sleep(1.0)
     return count
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _temporal_command(port: int, db: Path) -> list[str]:

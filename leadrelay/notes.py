@@ -34,8 +34,13 @@ def submission_note(submission: Submission) -> str:
             lines.extend(f"{n}. {q} — {a}" for n, (q, a) in enumerate(answers, start=1))
         else:
             lines.extend(f"{path}: {text}" for path, text in _flatten(key, value))
-    lines.append(f"Получено: {submission.received_at} · id {submission.submission_id[:12]}")
+    lines.append(f"Получено: {submission.received_at} · {note_marker(submission)}")
     return "\n".join(lines)
+
+
+def note_marker(submission: Submission) -> str:
+    """Unique to the submission, so its note can be found again in amoCRM."""
+    return f"id {submission.submission_id[:16]}"
 
 
 def _answers(value: Any) -> list[tuple[str, str]]:

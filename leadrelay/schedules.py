@@ -1,4 +1,5 @@
-"""The reconciliation schedule, created or brought up to date at worker start."""
+"""leadrelay's Temporal Schedules, created or brought up to date at worker start:
+reconciliation of lost webhooks, and the OAuth refresh token's keep-alive."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from leadrelay.amocrm_auth import oauth_app
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
+from workflows.token_keepalive import TokenKeepAliveInput, TokenKeepAliveWorkflow
 
 RECONCILE_SCHEDULE_ID = "leadrelay-reconcile"
+TOKEN_KEEPALIVE_SCHEDULE_ID = "leadrelay-token-keepalive"
+KEEPALIVE_EVERY = timedelta(days=1)
 # Windows overlap, so a change near a boundary or during a missed run is still read.
 LOOKBACK_FACTOR = 3
 
@@ -40,12 +45,37 @@ def reconcile_schedule(settings: Settings) -> Schedule:
 
 
 async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
-    schedule = reconcile_schedule(settings)
+    await ensure_schedule(client, RECONCILE_SCHEDULE_ID, reconcile_schedule(settings))
+
+
+def token_keepalive_schedule(settings: Settings) -> Schedule:
+    max_age = timedelta(days=settings.amocrm_token_keepalive_days)
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            TokenKeepAliveWorkflow.run,
+            TokenKeepAliveInput(max_age_seconds=max_age.total_seconds()),
+            id="leadrelay-token-keepalive-run",
+            task_queue=WORKFLOW_TASK_QUEUE,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=KEEPALIVE_EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_token_keepalive_schedule(client: Client, settings: Settings) -> None:
+    """Only with OAuth in use: a long-lived token has nothing to keep alive."""
+    if oauth_app(settings) is None:
+        return
+    await ensure_schedule(client, TOKEN_KEEPALIVE_SCHEDULE_ID, token_keepalive_schedule(settings))
+
+
+async def ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+    """Create the schedule, or replace an existing one's definition with this one."""
     try:
-        await client.create_schedule(RECONCILE_SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
 
         def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(RECONCILE_SCHEDULE_ID).update(replace)
+        await client.get_schedule_handle(schedule_id).update(replace)

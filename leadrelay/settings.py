@@ -87,3 +87,8 @@ class Settings(BaseSettings):
     leadrelay_outbox_path: Path = Field(
         default=Path(".data/outbox.sqlite3"), description="The API's durable outbox (SQLite)"
     )
+    leadrelay_log_level: str = Field(default="INFO", description="Level of the JSON logs")
+    leadrelay_worker_metrics_address: str = Field(
+        default="127.0.0.1:9464",
+        description="host:port of the worker's Prometheus endpoint; empty disables it",
+    )

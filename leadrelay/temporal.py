@@ -10,6 +10,7 @@ import hashlib
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.runtime import Runtime
 
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityStart, RawWebhook
@@ -23,10 +24,16 @@ ENTITY_WORKFLOW = "AmoEntityWorkflow"
 RAW_WEBHOOK_WORKFLOW = "RawWebhookWorkflow"
 
 
-async def connect(settings: Settings, *, lazy: bool = False) -> Client:
-    """`lazy` lets the API start while Temporal is down; its outbox covers the gap."""
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+) -> Client:
+    """`lazy` lets the API start while Temporal is down; its outbox covers the gap.
+    `runtime` carries the worker's metrics; None is the SDK's default runtime."""
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, lazy=lazy
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        lazy=lazy,
+        runtime=runtime,
     )
 
 

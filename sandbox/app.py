@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request, Response
 from starlette.exceptions import HTTPException
 
-from sandbox import api_routes, control_routes, webhook_routes
+from sandbox import api_routes, control_routes, oauth, webhook_routes
 from sandbox.gate import api_gate
 from sandbox.responses import ValidationProblem, problem
 from sandbox.seed import seed_contact_fields, seed_pipelines
@@ -30,6 +30,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     app.include_router(api_routes.router)
     app.include_router(control_routes.router)
     app.include_router(webhook_routes.router)
+    app.include_router(oauth.router)
     app.add_exception_handler(HTTPException, _http_problem)
     app.add_exception_handler(ValidationProblem, _validation_problem)
     app.middleware("http")(api_gate)

@@ -67,7 +67,7 @@ async def _answer(
         return nginx_page(403)
     if admission is Admission.RATE_LIMITED:
         return _too_many_requests(faults)
-    if not _is_authorized(request, token):
+    if not _is_authorized(request, token, account):
         return problem(401, "Authorization token is missing, invalid or revoked")
     scripted = faults.take_scripted_answer(request.method, request.url.path)
     if scripted is not None:
@@ -88,9 +88,13 @@ async def _answer(
     return response
 
 
-def _is_authorized(request: Request, token: str) -> bool:
+def _is_authorized(request: Request, token: str, account: SandboxAccount) -> bool:
+    """The fixed token, or an OAuth access token that has not expired."""
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and credentials == token
+    if scheme.lower() != "bearer":
+        return False
+    oauth = account.oauth
+    return credentials == token or (oauth is not None and oauth.accepts(credentials, time.time()))
 
 
 def _too_many_requests(faults: Faults) -> Response:

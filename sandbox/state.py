@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.faults import Faults
+from sandbox.oauth_state import OAuthServer
 from sandbox.traffic import TrafficControl
 from sandbox.webhook_outbox import WebhookOutbox
 
@@ -197,6 +198,7 @@ class SandboxAccount:
         self.ledger: list[LedgerEntry] = []
         self.faults = Faults()
         self.traffic = TrafficControl()
+        self.oauth: OAuthServer | None = None  # seeded through POST /_sandbox/oauth
 
     @property
     def main_pipeline(self) -> Pipeline:

@@ -30,10 +30,11 @@ async def wait_all_processed(stack: Stack, phones: list[str]) -> None:
 
 
 def assert_exactly_one_lead_each(state: dict, phones: list[str]) -> None:
+    """One contact, one lead and one note per person: nothing lost, nothing doubled."""
     for phone in phones:
         assert len(contacts_of(state, phone[1:])) == 1, phone
         [lead] = leads_of(state, phone[1:])
-        assert notes_of(state, lead["id"]), phone
+        assert len(notes_of(state, lead["id"])) == 1, phone
 
 
 async def test_every_lead_lands_once_through_429s_5xx_and_lost_answers(

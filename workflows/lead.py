@@ -16,7 +16,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amocrm import AmoActivities, AmoFailure, ContactQuery, LeadNote, LeadTags
+    from activities.amocrm import (
+        AmoActivities,
+        AmoFailure,
+        ContactQuery,
+        LeadNote,
+        LeadTags,
+        NoteLookup,
+    )
     from activities.routing import RoutingActivities
     from amocrm.models import CreatedLead, Lead, NewContact, NewLead
     from leadrelay import search_attributes as sa
@@ -29,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Step,
         Submission,
     )
-    from leadrelay.notes import submission_note
+    from leadrelay.notes import note_marker, submission_note
     from leadrelay.settings import AMOCRM_TASK_QUEUE
     from workflows.amocrm_calls import (
         AMOCRM_ATTEMPT_TIMEOUT,
@@ -39,10 +46,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.inbox import Inbox, continue_as_new_if_due
 
-# A create is never retried blindly: its answer may have been lost after amoCRM applied
-# it, so the workflow searches again before creating again.
-CREATE_ONCE = RetryPolicy(maximum_attempts=1)
-CREATE_BACKOFF_CAP = timedelta(minutes=5)
+# A create or a note is never retried blindly: its answer may have been lost after amoCRM
+# applied it, so the workflow looks for it before writing again.
+WRITE_ONCE = RetryPolicy(maximum_attempts=1)
+WRITE_BACKOFF_CAP = timedelta(minutes=5)
 # Created leads are counted by the create activity (leadrelay_leads_created).
 LEAD_OUTCOMES = {
     Step.UPDATED: ("leadrelay_leads_updated", "Submissions noted on an existing open lead"),
@@ -175,12 +182,7 @@ class LeadWorkflow:
             self._enter(Step.UPDATED)
         else:
             await self._find_or_create_lead(submission, route)
-        lead_id = self._known_lead_id()
-        await call_amocrm(
-            AmoActivities.add_lead_note,
-            LeadNote(lead_id, submission_note(submission)),
-            summary="add submission note",
-        )
+        await self._add_submission_note(submission)
         self._show_details()
 
     async def _update_known_lead(self, route: Route) -> bool:
@@ -256,7 +258,7 @@ class LeadWorkflow:
                 new_lead,
                 task_queue=AMOCRM_TASK_QUEUE,
                 start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-                retry_policy=CREATE_ONCE,
+                retry_policy=WRITE_ONCE,
                 summary="create lead + contact" if contact_id is None else "create lead",
             )
         except ActivityError as err:
@@ -265,8 +267,35 @@ class LeadWorkflow:
             self._record_error(err, submission)
             self._enter(Step.WAITING_RETRY)
             self._create_failures += 1
-            await workflow.sleep(self._create_backoff(err))
+            await workflow.sleep(_backoff(err, self._create_failures))
             return None
+
+    async def _add_submission_note(self, submission: Submission) -> None:
+        """Like a create, a note whose answer was lost is looked for before it is written
+        again, so a retry does not leave the manager two copies."""
+        note = LeadNote(self._known_lead_id(), submission_note(submission))
+        failures = 0
+        while True:
+            try:
+                await workflow.execute_activity_method(
+                    AmoActivities.add_lead_note,
+                    note,
+                    task_queue=AMOCRM_TASK_QUEUE,
+                    start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+                    retry_policy=WRITE_ONCE,
+                    summary="add submission note",
+                )
+                return
+            except ActivityError as err:
+                if failure_type(err) in AmoFailure.NON_RETRYABLE:
+                    raise
+                failures += 1
+                await workflow.sleep(_backoff(err, failures))
+                if failure_type(err) in AmoFailure.NOT_APPLIED:
+                    continue
+                lookup = NoteLookup(note.lead_id, note_marker(submission))
+                if await call_amocrm(AmoActivities.lead_has_note, lookup, summary="find note"):
+                    return
 
     async def _add_missing_tags(self, lead: Lead, route: Route) -> None:
         missing = [tag for tag in route.tags if tag not in lead.tags]
@@ -292,11 +321,6 @@ class LeadWorkflow:
     def _known_lead_id(self) -> int:
         assert self._state.lead_id is not None, "a processed submission always has a lead"
         return self._state.lead_id
-
-    def _create_backoff(self, err: ActivityError) -> timedelta:
-        asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
-        exponential = timedelta(seconds=2 ** min(self._create_failures, 10))
-        return asked or min(exponential, CREATE_BACKOFF_CAP)
 
     def _record_error(self, err: ActivityError, submission: Submission) -> None:
         cause = err.cause or err
@@ -345,6 +369,12 @@ class LeadWorkflow:
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _backoff(err: ActivityError, failures: int) -> timedelta:
+    """What amoCRM asked for (Retry-After, a block), else capped exponential."""
+    asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
+    return asked or min(timedelta(seconds=2 ** min(failures, 10)), WRITE_BACKOFF_CAP)
 
 
 def _submission_id(submission: Submission) -> str:

@@ -1,0 +1,63 @@
+"""A short form of `make bench` and `make drill`, run by `make test`.
+
+It drives the same code (bench.stack, bench.load, bench.run_bench, bench.drill) against
+the stack as real processes, so that a regression in the bench code or in the system fails
+CI. It asserts counts, the rate ceiling and exactly-once delivery, never timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bench import drill
+from bench.run_bench import burst_drain
+from bench.stack import BenchStack, StackConfig
+
+AMOCRM_RPS = 5.0
+BURST_PEOPLE = 30
+LOST_ANSWER_PEOPLE = 15
+
+
+@pytest.fixture(scope="module")
+async def bench_stack() -> AsyncIterator[BenchStack]:
+    stack = BenchStack(StackConfig(amocrm_rps=AMOCRM_RPS, block_backoff_seconds=5))
+    await asyncio.to_thread(stack.start)
+    try:
+        yield stack
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def test_burst_makes_one_lead_each_within_the_rate_budget(bench_stack: BenchStack) -> None:
+    result = await burst_drain(bench_stack, BURST_PEOPLE, AMOCRM_RPS)
+
+    ledger = result["ledger"]
+    assert result["acks"]["errors"] == 0, result["acks"]
+    assert ledger["leads_found"] == BURST_PEOPLE, ledger
+    assert ledger["duplicate_leads"] == ledger["lost"] == 0, ledger
+    assert ledger["missing_notes"] == ledger["duplicate_notes"] == 0, ledger
+    # Search, create with contact, note: exactly three requests per new person.
+    assert result["requests"] == 3 * BURST_PEOPLE, result["by_route"]
+    assert result["http_429"] == 0, result["by_status"]
+    # The rate ceiling, first second of the burst included: the first request after an idle
+    # spell opens a new connection and arrives 10-20 ms after its pacer slot, which the
+    # pacer's margin must absorb (with a 1 % margin this window held AMOCRM_RPS + 1).
+    assert result["peak_1s"] <= AMOCRM_RPS, result["request_offsets_s"][:10]
+
+
+async def test_lost_answers_never_make_a_second_lead(bench_stack: BenchStack) -> None:
+    args = drill.parse_args(
+        ["--scenarios", "lost-answers", "--small-leads", str(LOST_ANSWER_PEOPLE)]
+    )
+    [row] = await drill.run_scenarios(bench_stack, args)
+
+    assert row.leads_expected == LOST_ANSWER_PEOPLE, row
+    assert row.leads_found == LOST_ANSWER_PEOPLE, row
+    assert row.duplicates == 0 and row.lost == 0, row
+    assert row.missing_notes == 0, row
+    assert row.by_status.get("504", 0) >= 1, row.by_status  # the fault really happened
+    assert row.by_status.get("429", 0) == 0, row.by_status
+    assert row.peak_1s <= AMOCRM_RPS, row.peak_1s
