@@ -50,7 +50,9 @@ def amo_client(settings: Settings) -> AmoClient:
     return AmoClient(
         settings.amocrm_base_url,
         token_source(settings),
-        requests_per_second=settings.amocrm_rps,
+        # The server holds all workers to AMOCRM_RPS over time; each worker's pacer keeps
+        # its share of every single second, which the server's token bucket does not.
+        requests_per_second=settings.amocrm_rps / settings.amocrm_workers,
         timeout=settings.amocrm_timeout_seconds,
         block_backoff=settings.amocrm_block_backoff_seconds,
     )

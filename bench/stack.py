@@ -289,15 +289,26 @@ class BenchStack:
         self._wait("api", self.api_port)
 
     def add_worker(self) -> str:
-        """Another worker process on the same queues (same AMOCRM_RPS); returns its name."""
+        """Another worker process on the same queues; all workers are restarted with
+        AMOCRM_WORKERS set to the new count, as an operator scaling them would."""
         self._extra_workers += 1
         name = f"worker{self._extra_workers + 1}"
+        self._set_worker_count(self._extra_workers + 1)
         self.procs[name] = self._worker_proc(name)
         self.start_worker(name)
         return name
 
     def remove_worker(self, name: str) -> None:
         self.procs.pop(name).stop()
+        self._extra_workers -= 1
+        self._set_worker_count(self._extra_workers + 1)
+
+    def _set_worker_count(self, count: int) -> None:
+        self.config.extra_env["AMOCRM_WORKERS"] = str(count)
+        for name in [n for n in self.procs if n.startswith("worker")]:
+            self.procs[name].stop()
+            self.procs[name] = self._worker_proc(name)
+            self.start_worker(name)
 
     def restart(self, name: str) -> None:
         self.procs[name].stop()

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     amocrm_rps: float = Field(
         default=5.0, gt=0, lt=7, description="amoCRM requests per second for the whole deployment"
     )
+    amocrm_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Worker processes sharing AMOCRM_RPS; each paces itself to RPS / workers",
+    )
     amocrm_timeout_seconds: float = Field(default=20.0, gt=0)
     amocrm_block_backoff_seconds: float = Field(
         default=300.0, gt=0, description="How long a worker stops calling amoCRM after a 403"
