@@ -113,6 +113,22 @@ def sandbox_url() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@pytest.fixture
+def control(sandbox_url: str) -> Iterator[httpx.Client]:
+    """The sandbox's control endpoints, on a freshly reset account (sandbox tests)."""
+    with httpx.Client(base_url=f"{sandbox_url}/_sandbox") as client:
+        client.post("/reset").raise_for_status()
+        yield client
+
+
+@pytest.fixture
+def api(sandbox_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
+    """The sandbox's amoCRM API with the token (sandbox tests)."""
+    headers = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
+    with httpx.Client(base_url=f"{sandbox_url}/api/v4", headers=headers) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[tuple[Receiver, str]]:
     downstream = Receiver()

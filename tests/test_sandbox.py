@@ -8,8 +8,9 @@ import pytest
 
 from sandbox.app import SandboxSettings, create_app
 from sandbox.server import serve_in_thread
+from tests.conftest import SANDBOX_TOKEN
 
-TOKEN = "test-token"
+TOKEN = SANDBOX_TOKEN
 PHONE = "+77771112233"
 
 
@@ -18,20 +19,6 @@ def sandbox_url() -> Iterator[str]:
     # A generous rate limit, so that only the tests about the limit ever meet it.
     with serve_in_thread(create_app(SandboxSettings(token=TOKEN, rate_limit=10_000))) as url:
         yield url
-
-
-@pytest.fixture
-def control(sandbox_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{sandbox_url}/_sandbox") as client:
-        client.post("/reset").raise_for_status()
-        yield client
-
-
-@pytest.fixture
-def api(sandbox_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=f"{sandbox_url}/api/v4", headers=headers) as client:
-        yield client
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request, Response
 
 from sandbox.app import SandboxSettings, create_app
 from sandbox.server import serve_in_thread
+from tests.conftest import SANDBOX_TOKEN
 
-TOKEN = "test-token"
+TOKEN = SANDBOX_TOKEN
 PROFTEST_PIPELINE = 10350882
 PROFTEST_NEW = 81854578
 PROFTEST_CONSULTATION = 81854579
@@ -79,20 +80,6 @@ def module_receiver() -> Iterator[Receiver]:
 def receiver(module_receiver: Receiver) -> Receiver:
     module_receiver.hooks.clear()
     return module_receiver
-
-
-@pytest.fixture
-def control(sandbox_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{sandbox_url}/_sandbox") as client:
-        client.post("/reset").raise_for_status()
-        yield client
-
-
-@pytest.fixture
-def api(sandbox_url: str, control: httpx.Client) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=f"{sandbox_url}/api/v4", headers=headers) as client:
-        yield client
 
 
 def subscribe(control: httpx.Client, url: str, **settings: object) -> None:
