@@ -1,8 +1,9 @@
 """The amoCRM v4 endpoints leadrelay uses, answering as amoCRM does."""
 
+import functools
 import json
 from collections.abc import Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
@@ -36,6 +37,7 @@ from sandbox.writes import (
 )
 
 T = TypeVar("T")
+Draft = TypeVar("Draft")
 
 MAX_BATCH = 250
 MAX_COMPLEX_BATCH = 50
@@ -149,18 +151,7 @@ async def get_contact(
 
 @router.post("/contacts")
 async def create_contacts(body: JsonBody, account: Account, base: BaseUrl) -> Response:
-    items = request_items(body, MAX_BATCH)
-    request_ids = [request_id_of(item, index) for index, item in enumerate(items)]
-    drafts = [
-        read_contact(ItemReader(item, request_id), account)
-        for item, request_id in zip(items, request_ids, strict=True)
-    ]
-    now = unix_now()
-    rows = [
-        (add_contact(account, draft, now).id, request_id)
-        for draft, request_id in zip(drafts, request_ids, strict=True)
-    ]
-    return _created(base, "/api/v4/contacts", "contacts", rows)
+    return _create_batch(body, account, base, read_contact, add_contact, "contacts")
 
 
 @router.get("/leads")
@@ -185,18 +176,8 @@ async def get_lead(lead_id: int, request: Request, account: Account, base: BaseU
 
 @router.post("/leads")
 async def create_leads(body: JsonBody, account: Account, base: BaseUrl) -> Response:
-    items = request_items(body, MAX_BATCH)
-    request_ids = [request_id_of(item, index) for index, item in enumerate(items)]
-    drafts = [
-        read_new_lead(ItemReader(item, request_id), account, with_new_contact=False)
-        for item, request_id in zip(items, request_ids, strict=True)
-    ]
-    now = unix_now()
-    rows = [
-        (add_lead(account, draft, now).id, request_id)
-        for draft, request_id in zip(drafts, request_ids, strict=True)
-    ]
-    return _created(base, "/api/v4/leads", "leads", rows)
+    read_lead = functools.partial(read_new_lead, with_new_contact=False)
+    return _create_batch(body, account, base, read_lead, add_lead, "leads")
 
 
 @router.post("/leads/complex")
@@ -353,15 +334,27 @@ async def list_events(request: Request, account: Account, base: BaseUrl) -> Resp
 
 @router.post("/tasks")
 async def create_tasks(body: JsonBody, account: Account, base: BaseUrl) -> Response:
+    return _create_batch(body, account, base, read_task, add_task, "tasks")
+
+
+def _create_batch(
+    body: Any,
+    account: SandboxAccount,
+    base: str,
+    read: Callable[[ItemReader, SandboxAccount], Draft],
+    add: Callable[[SandboxAccount, Draft, int], Any],
+    entities: str,
+) -> Response:
+    """Every item is checked before any is added, as amoCRM rejects a batch whole."""
     items = request_items(body, MAX_BATCH)
     request_ids = [request_id_of(item, index) for index, item in enumerate(items)]
     drafts = [
-        read_task(ItemReader(item, request_id), account)
+        read(ItemReader(item, request_id), account)
         for item, request_id in zip(items, request_ids, strict=True)
     ]
     now = unix_now()
     rows = [
-        (add_task(account, draft, now).id, request_id)
+        (add(account, draft, now).id, request_id)
         for draft, request_id in zip(drafts, request_ids, strict=True)
     ]
-    return _created(base, "/api/v4/tasks", "tasks", rows)
+    return _created(base, f"/api/v4/{entities}", entities, rows)
