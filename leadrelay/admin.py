@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -53,4 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # Skip interpreter finalisation: tearing down the Temporal SDK's native runtime while
+    # its threads still run has crashed this short-lived process (SIGSEGV) after its work
+    # was done.
+    os._exit(code)
