@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from api.delivery import Parcel, event_parcel, raw_webhook_parcel
-from api.deps import DeliveryDep, SettingsDep, Slug
+from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.settings import Settings
 from webhooks.decoder import DecodedWebhook, decode_webhook
@@ -32,9 +32,12 @@ async def receive_webhook(
     request: Request,
     settings: SettingsDep,
     delivery: DeliveryDep,
+    metrics: MetricsDep,
     token: Annotated[str, Query()] = "",
 ) -> JSONResponse:
     if not settings.webhook_token or not hmac.compare_digest(token, settings.webhook_token):
+        # Unauthenticated callers choose the hook name: it is not theirs to label.
+        metrics.webhooks.labels("", "unauthorized").inc()
         return JSONResponse(
             status_code=status.HTTP_401_UNAUTHORIZED,
             content={"detail": "wrong or missing ?token= (WEBHOOK_TOKEN)"},
@@ -62,6 +65,7 @@ async def receive_webhook(
         )
         parcels.append(raw_webhook_parcel(kept))
     route = await delivery.deliver(parcels) if parcels else None
+    metrics.webhooks.labels(hook, "raw" if problems else "events").inc()
     return JSONResponse(
         status_code=status.HTTP_200_OK,
         content={

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from api.delivery import Route, submission_parcel
-from api.deps import DeliveryDep, SettingsDep, Slug
+from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
 from api.intake import MAX_BODY_BYTES, FieldProblem, InvalidForm, build_submission, decode_body
 from leadrelay.contact import contact_key, lead_workflow_id
 
@@ -39,7 +39,11 @@ class BodyTooLarge(Exception):
     responses={413: {"model": Rejected}, 422: {"model": Rejected}},
 )
 async def submit_landing_form(
-    form: Slug, request: Request, settings: SettingsDep, delivery: DeliveryDep
+    form: Slug,
+    request: Request,
+    settings: SettingsDep,
+    delivery: DeliveryDep,
+    metrics: MetricsDep,
 ) -> Accepted | JSONResponse:
     """202 once the submission is durably in its workflow, or in the outbox if Temporal
     did not take it within the ack deadline."""
@@ -61,6 +65,7 @@ async def submit_landing_form(
         return _rejected(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems)
     key = contact_key(submission.phone, submission.email)
     route = await delivery.deliver([submission_parcel(key, submission)])
+    metrics.leads_accepted.labels(route).inc()
     return Accepted(
         lead_key=key,
         workflow_id=lead_workflow_id(key),
