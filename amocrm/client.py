@@ -210,20 +210,20 @@ class AmoClient:
     async def _send(
         self, method: str, path: str, token: str | None, **kwargs: Any
     ) -> httpx.Response:
-        await self._pacer.wait_turn()
-        # Checked after the wait: a block may have begun while this request queued.
-        blocked_for = self._block.remaining()
-        if blocked_for:
-            raise AmoBlocked(
-                f"amoCRM blocked this account; not calling for {blocked_for:.0f}s more",
-                retry_after=blocked_for,
-                status=403,
-            )
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        try:
-            return await self._http.request(method, path, headers=headers, **kwargs)
-        except httpx.TransportError as err:
-            raise AmoOutcomeUnknown(f"{method} {path}: {type(err).__name__}: {err}") from err
+        async with self._pacer.turn():
+            # Checked after the wait: a block may have begun while this request queued.
+            blocked_for = self._block.remaining()
+            if blocked_for:
+                raise AmoBlocked(
+                    f"amoCRM blocked this account; not calling for {blocked_for:.0f}s more",
+                    retry_after=blocked_for,
+                    status=403,
+                )
+            headers = {"Authorization": f"Bearer {token}"} if token else None
+            try:
+                return await self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as err:
+                raise AmoOutcomeUnknown(f"{method} {path}: {type(err).__name__}: {err}") from err
 
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         status = response.status_code

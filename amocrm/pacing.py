@@ -5,26 +5,67 @@ about ceil(rps) tasks at once and then refills at rps, so a one-second window at
 start of a burst can hold nearly twice the budget (measured here: 11 requests in one
 second at a limit of 5). amoCRM counts requests per second, so this pacer spreads
 what the server dispatched to at most `rate` per second.
+
+Spacing alone is not a guarantee: amoCRM counts arrivals, and a request can arrive late
+after its turn (a new connection, a busy event loop) and land in the same second as the
+ones after it. CI caught exactly that: six arrivals within one second at a rate of 5.
+So each process also holds `floor(rate)` slots, and a slot taken by a request comes free
+one second after that request's answer. Any `floor(rate) + 1` requests then include two
+whose arrivals lie a full second apart, whatever the network did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+WINDOW_SECONDS = 1.0
 
 
 class RequestPacer:
     def __init__(self, rate: float, *, margin: float = 0.05) -> None:
-        # The margin absorbs jitter between leaving here and arriving at amoCRM: rate+1
-        # requests span 1.05 s, so only jitter above 50 ms can put them in one second.
+        # The margin keeps the window check idle in the usual case: rate+1 evenly spaced
+        # requests span 1.05 s, so slots only hold requests back when answers are slow.
         self._interval = (1.0 / rate) * (1.0 + margin)
-        self._next_slot = 0.0
-        self._lock = asyncio.Lock()
+        self._next_turn = 0.0
+        self._slot_free_at = [0.0] * max(1, math.floor(rate))
+        self._queue = asyncio.Lock()
+        self._released = asyncio.Event()
 
-    async def wait_turn(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            if self._next_slot > now:
-                await asyncio.sleep(self._next_slot - now)
-                now = time.monotonic()
-            self._next_slot = now + self._interval
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for this process's next turn and hold a slot while the request runs."""
+        slot = await self._take_slot()
+        try:
+            yield
+        finally:
+            # The answer (or the failure) came after the request arrived, so one second
+            # from now is at least one second after its arrival.
+            self._slot_free_at[slot] = time.monotonic() + WINDOW_SECONDS
+            self._released.set()
+
+    async def _take_slot(self) -> int:
+        async with self._queue:  # turns are given in the order they were asked for
+            await _sleep_until(self._next_turn)
+            while True:
+                slot = min(range(len(self._slot_free_at)), key=self._slot_free_at.__getitem__)
+                free_at = self._slot_free_at[slot]
+                if free_at == math.inf:  # every slot is held by a request still running
+                    self._released.clear()
+                    await self._released.wait()
+                elif free_at > time.monotonic():
+                    await _sleep_until(free_at)
+                else:
+                    break
+            self._slot_free_at[slot] = math.inf
+            self._next_turn = time.monotonic() + self._interval
+            return slot
+
+
+async def _sleep_until(moment: float) -> None:
+    delay = moment - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)

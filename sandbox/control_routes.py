@@ -54,12 +54,12 @@ async def request_stats(ledger: Ledger) -> JSONResponse:
             "total": len(ledger),
             "by_status": by_status,
             "by_route": by_route,
-            "peak_1s": _peak_per_second(sorted(entry.t for entry in ledger)),
+            "peak_1s": peak_per_second(sorted(entry.t for entry in ledger)),
         }
     )
 
 
-def _peak_per_second(times: list[float]) -> int:
+def peak_per_second(times: list[float]) -> int:
     """The most arrivals in any half-open one-second window [t, t + 1)."""
     peak = 0
     first = 0

@@ -42,9 +42,8 @@ async def test_burst_makes_one_lead_each_within_the_rate_budget(bench_stack: Ben
     # Search, create with contact, note: exactly three requests per new person.
     assert result["requests"] == 3 * BURST_PEOPLE, result["by_route"]
     assert result["http_429"] == 0, result["by_status"]
-    # The rate ceiling, first second of the burst included: the first request after an idle
-    # spell opens a new connection and arrives 10-20 ms after its pacer slot, which the
-    # pacer's margin must absorb (with a 1 % margin this window held AMOCRM_RPS + 1).
+    # The rate ceiling, first second of the burst included. The first request after an idle
+    # spell opens a new connection and arrives late; spacing alone once let 6 in here.
     assert result["peak_1s"] <= AMOCRM_RPS, result["request_offsets_s"][:10]
 
 
