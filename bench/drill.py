@@ -297,8 +297,8 @@ async def two_workers(d: Drill) -> Row:
     row.notes.insert(
         0,
         f"peak_1s {row.peak_1s} with 2 workers at AMOCRM_RPS {d.rps:g} "
-        f"({'within' if row.peak_1s <= d.rps else 'ABOVE'} the budget; the server's token "
-        "bucket can start a burst above it, and each worker paces only itself); "
+        f"({'within' if row.peak_1s <= d.rps else 'ABOVE'} the budget; each worker holds "
+        "floor(AMOCRM_RPS / 2) slots a second); "
         f"mean rate {len(requests) / max(requests[-1]['t'] - requests[0]['t'], 1):.2f}/s"
         if requests
         else "no requests",
