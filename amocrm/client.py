@@ -41,14 +41,57 @@ EVENTS_PAGE_SIZE = 100
 OAUTH_TOKEN_PATH = "/oauth2/access_token"
 
 
+# Without a retry_after, a run of 429s pauses the process 1, 2, 4 ... seconds, at most this.
+RATE_LIMIT_PAUSE_CAP = 60.0
+
+
 @dataclass
-class _Block:
-    """After a 403 every request from this process waits until `until` (monotonic)."""
+class _Pause:
+    """After a 429 or a 403, no request leaves this process until `until` (monotonic).
+
+    amoCRM counts requests per integration and per IP, not per activity, and a run of 429s
+    turns into a 403 block of the whole account. So a 429 pauses every request of the
+    process, not only the one that was refused: whoever else spends the budget (another
+    integration, another worker) gets room, and the run of 429s ends.
+    """
 
     until: float = 0.0
+    blocked: bool = False
+    rate_limited_streak: int = 0
 
     def remaining(self) -> float:
         return max(0.0, self.until - time.monotonic())
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        self.rate_limited_streak += 1
+        seconds = retry_after
+        if seconds is None:
+            seconds = min(2.0 ** (self.rate_limited_streak - 1), RATE_LIMIT_PAUSE_CAP)
+        self._extend(seconds, blocked=False)
+
+    def block(self, seconds: float) -> None:
+        self._extend(seconds, blocked=True)
+
+    def answered(self) -> None:
+        self.rate_limited_streak = 0
+
+    def refusal(self, remaining: float) -> AmoError:
+        if self.blocked:
+            return AmoBlocked(
+                f"amoCRM blocked this account; not calling for {remaining:.0f}s more",
+                retry_after=remaining,
+                status=403,
+            )
+        return AmoRateLimited(
+            f"amoCRM answered 429; this worker pauses all requests for {remaining:.1f}s more",
+            retry_after=remaining,
+            status=429,
+        )
+
+    def _extend(self, seconds: float, *, blocked: bool) -> None:
+        until = time.monotonic() + seconds
+        if until > self.until:
+            self.until, self.blocked = until, blocked
 
 
 class AmoClient:
@@ -70,7 +113,7 @@ class AmoClient:
         )
         self._tokens = LongLivedToken(tokens) if isinstance(tokens, str) else tokens
         self._pacer = RequestPacer(requests_per_second)
-        self._block = _Block()
+        self._pause = _Pause()
         self._block_backoff = block_backoff
 
     async def aclose(self) -> None:
@@ -211,14 +254,10 @@ class AmoClient:
         self, method: str, path: str, token: str | None, **kwargs: Any
     ) -> httpx.Response:
         async with self._pacer.turn():
-            # Checked after the wait: a block may have begun while this request queued.
-            blocked_for = self._block.remaining()
-            if blocked_for:
-                raise AmoBlocked(
-                    f"amoCRM blocked this account; not calling for {blocked_for:.0f}s more",
-                    retry_after=blocked_for,
-                    status=403,
-                )
+            # Checked after the wait: a pause may have begun while this request queued.
+            paused_for = self._pause.remaining()
+            if paused_for:
+                raise self._pause.refusal(paused_for)
             headers = {"Authorization": f"Bearer {token}"} if token else None
             try:
                 return await self._http.request(method, path, headers=headers, **kwargs)
@@ -227,6 +266,8 @@ class AmoClient:
 
     def _decode(self, method: str, path: str, response: httpx.Response) -> Any:
         status = response.status_code
+        if status != 429:
+            self._pause.answered()  # any other answer ends a run of 429s
         request_id = response.headers.get("X-Request-Id")
         where = f"{method} {path} -> {status}"
         if status == 204:
@@ -243,14 +284,13 @@ class AmoClient:
         if problem.get("hint"):
             message = f"{message} ({problem['hint']})"
         if status == 429:
+            retry_after = _retry_after(response, problem)
+            self._pause.rate_limited(retry_after)
             raise AmoRateLimited(
-                message,
-                retry_after=_retry_after(response, problem),
-                status=status,
-                request_id=request_id,
+                message, retry_after=retry_after, status=status, request_id=request_id
             )
         if status == 403:
-            self._block.until = time.monotonic() + self._block_backoff
+            self._pause.block(self._block_backoff)
             raise AmoBlocked(
                 message, retry_after=self._block_backoff, status=status, request_id=request_id
             )

@@ -1,0 +1,82 @@
+"""The amoCRM client against the sandbox over real HTTP: how it reacts to 429 and 403."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from amocrm.client import AmoClient
+from amocrm.errors import AmoBlocked, AmoRateLimited
+from tests.conftest import SANDBOX_TOKEN
+
+SEARCH = {"method": "GET", "path_prefix": "/api/v4/contacts"}
+TOO_MANY = {"title": "Too Many Requests", "status": 429}
+
+
+@pytest.fixture
+async def amo(sandbox_url: str, control: httpx.Client) -> AsyncIterator[AmoClient]:
+    async with AmoClient(
+        sandbox_url, SANDBOX_TOKEN, requests_per_second=20, block_backoff=2.0
+    ) as client:
+        yield client
+
+
+def script(control: httpx.Client, status: int, body: object = None) -> None:
+    control.post("/faults", json={"fail_next": [{**SEARCH, "status": status, "body": body}]})
+
+
+def arrivals(control: httpx.Client) -> int:
+    return len(control.get("/requests").raise_for_status().json())
+
+
+async def test_a_429_pauses_every_request_for_its_retry_after(
+    amo: AmoClient, control: httpx.Client
+) -> None:
+    script(control, 429, {**TOO_MANY, "retry_after": 2})
+    with pytest.raises(AmoRateLimited) as refused:
+        await amo.search_contacts("7771112233")
+    assert refused.value.retry_after == 2
+
+    # Another request from the same process is held back without reaching amoCRM.
+    with pytest.raises(AmoRateLimited) as held:
+        await amo.search_contacts("7012223344")
+    assert held.value.retry_after is not None and 0 < held.value.retry_after <= 2
+    assert arrivals(control) == 1
+
+    await asyncio.sleep(held.value.retry_after)
+    assert await amo.search_contacts("7012223344") == []  # 204: nobody, not an error
+    assert arrivals(control) == 2
+
+
+async def test_429s_without_retry_after_pause_longer_each_time(
+    amo: AmoClient, control: httpx.Client
+) -> None:
+    waits = []
+    for _ in range(2):
+        script(control, 429, TOO_MANY)
+        with pytest.raises(AmoRateLimited):
+            await amo.search_contacts("7771112233")
+        with pytest.raises(AmoRateLimited) as held:
+            await amo.search_contacts("7771112233")
+        assert held.value.retry_after is not None
+        waits.append(held.value.retry_after)
+        await asyncio.sleep(held.value.retry_after)
+
+    assert waits[0] <= 1 < waits[1] <= 2, waits
+    assert arrivals(control) == 2
+
+
+async def test_a_403_pauses_every_request_for_the_block_backoff(
+    amo: AmoClient, control: httpx.Client
+) -> None:
+    script(control, 403)
+    with pytest.raises(AmoBlocked):
+        await amo.search_contacts("7771112233")
+    with pytest.raises(AmoBlocked) as held:
+        await amo.search_contacts("7771112233")
+
+    assert 0 < held.value.retry_after <= 2
+    assert arrivals(control) == 1
