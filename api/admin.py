@@ -14,7 +14,9 @@ from api.deps import DeliveryDep, SettingsDep, TemporalDep
 from workflows.raw_webhook import RawWebhookWorkflow
 
 
-def require_admin(settings: SettingsDep, authorization: Annotated[str, Header()] = "") -> None:
+async def require_admin(
+    settings: SettingsDep, authorization: Annotated[str, Header()] = ""
+) -> None:
     expected = f"Bearer {settings.admin_token}" if settings.admin_token else None
     if expected is None or not hmac.compare_digest(authorization, expected):
         raise HTTPException(

@@ -1,4 +1,9 @@
-"""Shared clients, handed to routes as FastAPI dependencies."""
+"""Shared clients, handed to routes as FastAPI dependencies.
+
+They are `async def` although they never await: FastAPI runs a plain `def` dependency on
+its thread pool, and these only read `app.state`, so every thread hand-off would be pure
+delay on the ack path (four per form on a machine whose cores Temporal is already using).
+"""
 
 from __future__ import annotations
 
@@ -12,19 +17,19 @@ from api.metrics import ApiMetrics
 from leadrelay.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
-def get_delivery(request: Request) -> Delivery:
+async def get_delivery(request: Request) -> Delivery:
     return request.app.state.delivery
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     return request.app.state.metrics
 
 
