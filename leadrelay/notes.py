@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,15 @@ def submission_note(submission: Submission) -> str:
 def note_marker(submission: Submission) -> str:
     """Unique to the submission, so its note can be found again in amoCRM."""
     return f"id {submission.submission_id[:16]}"
+
+
+def rule_note(text: str, marker: str) -> str:
+    return f"{text} · {marker}"
+
+
+def rule_note_marker(event_key: str, rule: str) -> str:
+    """Unique to one rule acting on one event, so its note can be found again in amoCRM."""
+    return f"id {hashlib.sha256(f'{event_key}/{rule}'.encode()).hexdigest()[:16]}"
 
 
 def _answers(value: Any) -> list[tuple[str, str]]:

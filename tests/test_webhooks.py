@@ -110,8 +110,37 @@ async def test_status_change_forwards_once_despite_redeliveries_and_restarts(
 
     assert state.duplicates_dropped == 3
     assert len(forwards_for(stack, lead_id)) == 1
-    notes = [n for n in (await stack.sandbox_state())["notes"] if n["entity_id"] == lead_id]
-    assert [n["params"]["text"] for n in notes] == ["Продажа передана в академию"]
+    [note] = await notes_of_lead(stack, lead_id)
+    assert note.startswith("Продажа передана в академию · id "), note
+
+
+async def test_a_rule_note_whose_answer_was_lost_is_written_once(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    await subscribe_hook(stack)
+    lead_id = await new_express_lead(stack, new_phone())
+    # Every write is applied and its answer lost: a blind retry would add a note each time.
+    await stack.set_faults(lost_answer_rate=1.0)
+    await move_lead(stack, lead_id, 142)
+    state = await wait_handled(stack, lead_id, seen=1)
+    await stack.set_faults()
+
+    assert [(a.action, a.outcome) for a in state.actions if a.action == "note"] == [
+        ("note", "done")
+    ]
+    [note] = await notes_of_lead(stack, lead_id)
+    assert note.startswith("Продажа передана в академию · id "), note
+    lost = [
+        r for r in await stack.sandbox_requests()
+        if r["method"] == "POST" and r["path"].endswith("/notes") and r["status"] == 504
+    ]  # fmt: skip
+    assert lost, "the note's answer really was lost"
+
+
+async def notes_of_lead(stack: Stack, lead_id: int) -> list[str]:
+    notes = (await stack.sandbox_state())["notes"]
+    return [n["params"]["text"] for n in notes if n["entity_id"] == lead_id]
 
 
 async def test_two_real_changes_are_both_handled(

@@ -1,4 +1,8 @@
-"""How workflows call amoCRM: on the rate-limited queue, with one retry policy."""
+"""How workflows call amoCRM: on the rate-limited queue, with one retry policy.
+
+Writes whose answer can be lost after amoCRM applied them (a create, a note) are the
+exception: they are tried once at a time, and looked for before they are written again.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amocrm import AmoFailure
+    from activities.amocrm import AmoActivities, AmoFailure, LeadNote, NoteLookup
     from leadrelay.settings import AMOCRM_TASK_QUEUE
 
 T = TypeVar("T")
@@ -26,6 +30,10 @@ AMOCRM_RETRY = RetryPolicy(
 AMOCRM_PATIENCE = timedelta(days=7)
 AMOCRM_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 ROUTING_RETRY = RetryPolicy(maximum_attempts=3)
+# A create or a note is never retried blindly: its answer may have been lost after amoCRM
+# applied it, so the workflow looks for it before writing again.
+WRITE_ONCE = RetryPolicy(maximum_attempts=1)
+WRITE_BACKOFF_CAP = timedelta(minutes=5)
 
 
 async def call_amocrm(activity: Callable[..., Awaitable[T]], *args: Any, summary: str) -> T:
@@ -45,3 +53,39 @@ def failure_type(err: ActivityError) -> str:
     if isinstance(cause, ApplicationError):
         return cause.type or "ApplicationError"
     return type(cause).__name__ if cause else "ActivityError"
+
+
+def write_backoff(err: ActivityError, failures: int) -> timedelta:
+    """What amoCRM asked for (Retry-After, a block), else capped exponential."""
+    asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
+    return asked or min(timedelta(seconds=2 ** min(failures, 10)), WRITE_BACKOFF_CAP)
+
+
+async def add_note_once(note: LeadNote, marker: str, *, summary: str) -> None:
+    """Writes `note`, whose text contains `marker`, exactly once.
+
+    Like a create, a note whose answer was lost is looked for by its marker before it is
+    written again, so a retry does not leave the manager two copies.
+    """
+    failures = 0
+    while True:
+        try:
+            await workflow.execute_activity_method(
+                AmoActivities.add_lead_note,
+                note,
+                task_queue=AMOCRM_TASK_QUEUE,
+                start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+                retry_policy=WRITE_ONCE,
+                summary=summary,
+            )
+            return
+        except ActivityError as err:
+            if failure_type(err) in AmoFailure.NON_RETRYABLE:
+                raise
+            failures += 1
+            await workflow.sleep(write_backoff(err, failures))
+            if failure_type(err) in AmoFailure.NOT_APPLIED:
+                continue
+            lookup = NoteLookup(note.lead_id, marker)
+            if await call_amocrm(AmoActivities.lead_has_note, lookup, summary="find note"):
+                return

@@ -29,8 +29,9 @@ with workflow.unsafe.imports_passed_through():
         ForwardRequest,
         PlannedAction,
     )
+    from leadrelay.notes import rule_note, rule_note_marker
     from leadrelay.settings import IO_TASK_QUEUE
-    from workflows.amocrm_calls import ROUTING_RETRY, call_amocrm, failure_type
+    from workflows.amocrm_calls import ROUTING_RETRY, add_note_once, call_amocrm, failure_type
     from workflows.inbox import Inbox, continue_as_new_if_due
 
 # The downstream must hear about a sale however long it is down.
@@ -150,9 +151,10 @@ class AmoEntityWorkflow:
                 summary=f"forward ({action.rule})",
             )
         elif action.kind == "note":
-            await call_amocrm(
-                AmoActivities.add_lead_note,
-                LeadNote(event.entity_id, action.text or ""),
+            marker = rule_note_marker(event.dedup_key, action.rule)
+            await add_note_once(
+                LeadNote(event.entity_id, rule_note(action.text or "", marker)),
+                marker,
                 summary=f"add note ({action.rule})",
             )
         elif action.kind == "task":

@@ -12,8 +12,7 @@ import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.amocrm import (
@@ -22,7 +21,6 @@ with workflow.unsafe.imports_passed_through():
         ContactQuery,
         LeadNote,
         LeadTags,
-        NoteLookup,
     )
     from activities.routing import RoutingActivities
     from amocrm.models import CreatedLead, Lead, NewContact, NewLead
@@ -41,15 +39,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.amocrm_calls import (
         AMOCRM_ATTEMPT_TIMEOUT,
         ROUTING_RETRY,
+        WRITE_ONCE,
+        add_note_once,
         call_amocrm,
         failure_type,
+        write_backoff,
     )
     from workflows.inbox import Inbox, continue_as_new_if_due
 
-# A create or a note is never retried blindly: its answer may have been lost after amoCRM
-# applied it, so the workflow looks for it before writing again.
-WRITE_ONCE = RetryPolicy(maximum_attempts=1)
-WRITE_BACKOFF_CAP = timedelta(minutes=5)
 # Created leads are counted by the create activity (leadrelay_leads_created).
 LEAD_OUTCOMES = {
     Step.UPDATED: ("leadrelay_leads_updated", "Submissions noted on an existing open lead"),
@@ -267,35 +264,15 @@ class LeadWorkflow:
             self._record_error(err, submission)
             self._enter(Step.WAITING_RETRY)
             self._create_failures += 1
-            await workflow.sleep(_backoff(err, self._create_failures))
+            await workflow.sleep(write_backoff(err, self._create_failures))
             return None
 
     async def _add_submission_note(self, submission: Submission) -> None:
-        """Like a create, a note whose answer was lost is looked for before it is written
-        again, so a retry does not leave the manager two copies."""
-        note = LeadNote(self._known_lead_id(), submission_note(submission))
-        failures = 0
-        while True:
-            try:
-                await workflow.execute_activity_method(
-                    AmoActivities.add_lead_note,
-                    note,
-                    task_queue=AMOCRM_TASK_QUEUE,
-                    start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-                    retry_policy=WRITE_ONCE,
-                    summary="add submission note",
-                )
-                return
-            except ActivityError as err:
-                if failure_type(err) in AmoFailure.NON_RETRYABLE:
-                    raise
-                failures += 1
-                await workflow.sleep(_backoff(err, failures))
-                if failure_type(err) in AmoFailure.NOT_APPLIED:
-                    continue
-                lookup = NoteLookup(note.lead_id, note_marker(submission))
-                if await call_amocrm(AmoActivities.lead_has_note, lookup, summary="find note"):
-                    return
+        await add_note_once(
+            LeadNote(self._known_lead_id(), submission_note(submission)),
+            note_marker(submission),
+            summary="add submission note",
+        )
 
     async def _add_missing_tags(self, lead: Lead, route: Route) -> None:
         missing = [tag for tag in route.tags if tag not in lead.tags]
@@ -369,12 +346,6 @@ class LeadWorkflow:
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))
-
-
-def _backoff(err: ActivityError, failures: int) -> timedelta:
-    """What amoCRM asked for (Retry-After, a block), else capped exponential."""
-    asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
-    return asked or min(timedelta(seconds=2 ** min(failures, 10)), WRITE_BACKOFF_CAP)
 
 
 def _submission_id(submission: Submission) -> str:
