@@ -18,6 +18,7 @@ from leadrelay.schedules import RECONCILE_SCHEDULE_ID
 from sandbox.server import serve_in_thread
 from tests.conftest import EXPRESS_PIPELINE, FORWARD_SECRET, SANDBOX_TOKEN, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
+from tests.test_pipeline import notes_of
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
 
@@ -110,7 +111,7 @@ async def test_status_change_forwards_once_despite_redeliveries_and_restarts(
 
     assert state.duplicates_dropped == 3
     assert len(forwards_for(stack, lead_id)) == 1
-    [note] = await notes_of_lead(stack, lead_id)
+    [note] = notes_of(await stack.sandbox_state(), lead_id)
     assert note.startswith("Продажа передана в академию · id "), note
 
 
@@ -129,18 +130,13 @@ async def test_a_rule_note_whose_answer_was_lost_is_written_once(
     assert [(a.action, a.outcome) for a in state.actions if a.action == "note"] == [
         ("note", "done")
     ]
-    [note] = await notes_of_lead(stack, lead_id)
+    [note] = notes_of(await stack.sandbox_state(), lead_id)
     assert note.startswith("Продажа передана в академию · id "), note
     lost = [
         r for r in await stack.sandbox_requests()
         if r["method"] == "POST" and r["path"].endswith("/notes") and r["status"] == 504
     ]  # fmt: skip
     assert lost, "the note's answer really was lost"
-
-
-async def notes_of_lead(stack: Stack, lead_id: int) -> list[str]:
-    notes = (await stack.sandbox_state())["notes"]
-    return [n["params"]["text"] for n in notes if n["entity_id"] == lead_id]
 
 
 async def test_two_real_changes_are_both_handled(
