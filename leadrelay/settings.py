@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AMOCRM_TASK_QUEUE = "amocrm"
@@ -77,6 +77,25 @@ class Settings(BaseSettings):
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
+    temporal_tls: bool = Field(
+        default=False,
+        description="TLS with the system's CAs; implied by any TEMPORAL_TLS_* or TEMPORAL_API_KEY",
+    )
+    temporal_tls_ca: str | None = Field(
+        default=None, description="CA of the Temporal frontend: a PEM file's path or PEM text"
+    )
+    temporal_tls_cert: str | None = Field(
+        default=None, description="mTLS client certificate: a PEM file's path or PEM text"
+    )
+    temporal_tls_key: SecretStr | None = Field(
+        default=None, description="mTLS client private key: a PEM file's path or PEM text"
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="Name to check the server certificate against (SNI)"
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="Temporal Cloud API key, sent as a bearer token over TLS"
+    )
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -97,3 +116,16 @@ class Settings(BaseSettings):
         default="127.0.0.1:9464",
         description="host:port of the worker's Prometheus endpoint; empty disables it",
     )
+
+    @field_validator(
+        "temporal_tls_ca",
+        "temporal_tls_cert",
+        "temporal_tls_key",
+        "temporal_tls_server_name",
+        "temporal_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """Compose passes an unset variable as an empty string."""
+        return None if value == "" else value

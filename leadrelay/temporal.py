@@ -7,8 +7,9 @@ submission id or an event key they have seen.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, Interceptor, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.runtime import Runtime
 
@@ -16,6 +17,7 @@ from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityStart, RawWebhook
 from leadrelay.models import LeadStart, LeadState, Submission
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
+from leadrelay.temporal_tls import api_key, tls_config
 
 # Workflows are named, not imported: activities deliver through this module, and the
 # workflows import those activities.
@@ -25,15 +27,25 @@ RAW_WEBHOOK_WORKFLOW = "RawWebhookWorkflow"
 
 
 async def connect(
-    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None
+    settings: Settings,
+    *,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """`lazy` lets the API start while Temporal is down; its outbox covers the gap.
-    `runtime` carries the worker's metrics; None is the SDK's default runtime."""
+    """Every process connects here, so TLS, mTLS and API keys apply to all of them.
+
+    `lazy` lets the API start while Temporal is down; its outbox covers the gap.
+    `runtime` carries the worker's metrics; None is the SDK's default runtime.
+    `interceptors` (tracing) also apply to every worker built on this client."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
+        tls=tls_config(settings),
+        api_key=api_key(settings),
         lazy=lazy,
         runtime=runtime,
+        interceptors=interceptors,
     )
 
 

@@ -1,0 +1,159 @@
+"""Secured Temporal connections for real: TLS, mTLS and API keys through a TLS proxy.
+
+The proxy (tests/tls_proxy.py) terminates TLS with a trustme CA in front of the session's
+dev server. Each test builds its client, workers and API from `Settings` exactly as the
+processes do, in a namespace of its own, so a lead that reaches amoCRM went through TLS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trustme
+from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from leadrelay.admin import setup_search_attributes
+from leadrelay.contact import lead_workflow_id
+from leadrelay.settings import Settings
+from leadrelay.temporal import connect
+from leadrelay.temporal_tls import TemporalTLSError, tls_config
+from tests.isolated import deployment, register_namespace
+from tests.tls_proxy import TLSProxy
+
+NAMESPACE = "leadrelay-tls"
+API_KEY = "tmprl-test-api-key-7f3c"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+async def namespace(temporal_env: WorkflowEnvironment) -> str:
+    await register_namespace(temporal_env, NAMESPACE)
+    return NAMESPACE
+
+
+@pytest.fixture
+def secured(
+    settings: Settings, namespace: str, ca: trustme.CA, tmp_path: Path
+) -> Callable[..., Settings]:
+    """The session's settings pointed at a proxy, with the CA as PEM text."""
+
+    def make(proxy: TLSProxy, **tls: object) -> Settings:
+        return settings.model_copy(
+            update={
+                "temporal_address": proxy.address,
+                "temporal_namespace": namespace,
+                "temporal_tls_ca": ca.cert_pem.bytes().decode(),
+                "temporal_tls_server_name": "localhost",
+                "leadrelay_outbox_path": tmp_path / "outbox.sqlite3",
+                **tls,
+            }
+        )
+
+    return make
+
+
+async def submit_and_wait(settings: Settings, phone: str) -> None:
+    """Search attributes, then a form through the API, all on connections from `settings`."""
+    await setup_search_attributes(settings)
+    async with deployment(settings, create_app(settings)) as running:
+        answer = await running.api.post(
+            "/api/landing/proftest", json={"name": "TLS", "phone": phone}
+        )
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["delivered_via"] == "temporal"
+        state = await running.lead_done(lead_workflow_id(phone))
+        assert state.lead_id is not None
+
+
+def grpc_methods(proxy: TLSProxy) -> set[str]:
+    return {request[":path"].rsplit("/", 1)[-1] for request in proxy.requests}
+
+
+async def test_a_lead_goes_end_to_end_over_tls(
+    temporal_env, ca, secured, new_phone: Callable[[], str]
+):
+    async with TLSProxy(temporal_env.client.service_client.config.target_host, ca) as proxy:
+        await submit_and_wait(secured(proxy), new_phone())
+    # The API started the workflow and the workers polled through the proxy.
+    methods = grpc_methods(proxy)
+    assert "SignalWithStartWorkflowExecution" in methods
+    assert {"PollWorkflowTaskQueue", "PollActivityTaskQueue"} <= methods
+
+
+async def test_mtls_needs_the_client_certificate(
+    temporal_env, ca, secured, new_phone: Callable[[], str], tmp_path: Path
+):
+    """With the certificate (given as file paths) a lead goes through; without it the
+    proxy refuses the handshake."""
+    client_cert = ca.issue_cert("leadrelay-worker")
+    cert_path, key_path = tmp_path / "client.pem", tmp_path / "client.key"
+    client_cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    client_cert.private_key_pem.write_to_path(str(key_path))
+    upstream = temporal_env.client.service_client.config.target_host
+    async with TLSProxy(upstream, ca, require_client_cert=True) as proxy:
+        with_cert = secured(
+            proxy, temporal_tls_cert=str(cert_path), temporal_tls_key=SecretStr(str(key_path))
+        )
+        await submit_and_wait(with_cert, new_phone())
+        assert "PollActivityTaskQueue" in grpc_methods(proxy)
+
+        seen = len(proxy.requests)
+        with pytest.raises(RuntimeError, match="connect"):
+            await connect(secured(proxy))
+        assert len(proxy.requests) == seen, "no request may pass without a certificate"
+
+
+async def test_an_api_key_is_sent_as_bearer_metadata_and_never_logged(
+    temporal_env, ca, secured, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="hpack")  # the test's own tap decodes the key
+    async with TLSProxy(temporal_env.client.service_client.config.target_host, ca) as proxy:
+        settings = secured(proxy, temporal_api_key=SecretStr(API_KEY))
+        client = await connect(settings)
+        await client.count_workflows()
+    calls = [
+        request
+        for request in proxy.requests
+        if request[":path"].endswith("/CountWorkflowExecutions")
+    ]
+    assert calls, "the call went through the proxy"
+    assert all(request.get("authorization") == f"Bearer {API_KEY}" for request in calls)
+    assert API_KEY not in repr(settings) and API_KEY not in str(settings.model_dump())
+    assert API_KEY not in caplog.text
+
+
+def test_an_api_key_alone_turns_tls_on_with_the_system_cas():
+    config = tls_config(Settings(_env_file=None, temporal_api_key="k"))
+    assert config is not False and config is not True
+    assert config.server_root_ca_cert is None and config.client_cert is None
+    assert tls_config(Settings(_env_file=None)) is False
+
+
+def test_tls_settings_that_cannot_work_name_the_setting_not_the_secret(tmp_path: Path):
+    with pytest.raises(TemporalTLSError, match="together"):
+        tls_config(Settings(_env_file=None, temporal_tls_cert="-----BEGIN CERTIFICATE-----"))
+    missing = str(tmp_path / "secret-name-of-a-key.pem")
+    settings = Settings(
+        _env_file=None, temporal_tls_cert="-----BEGIN CERTIFICATE-----", temporal_tls_key=missing
+    )
+    with pytest.raises(TemporalTLSError, match="TEMPORAL_TLS_KEY") as raised:
+        tls_config(settings)
+    assert missing not in str(raised.value)
+
+
+def test_pem_text_may_carry_its_line_breaks_as_backslash_n(ca: trustme.CA):
+    pem = ca.cert_pem.bytes().decode()
+    one_line = pem.replace("\n", "\\n")
+    config = tls_config(Settings(_env_file=None, temporal_tls_ca=one_line))
+    assert config is not False and config is not True
+    assert config.server_root_ca_cert == pem.encode()
