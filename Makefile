@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m leadrelay.devstack
+	$(BIN)/python -m cli.devstack
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -20,28 +20,19 @@ from activities.delivery import DeliveryActivities
 from activities.routing import RoutingActivities
 from activities.token_keepalive import TokenKeepAliveActivities
 from amocrm.client import AmoClient
-from leadrelay.amocrm_auth import token_source
+from amocrm.credentials import token_source
+from leadrelay.events import EntityEvent
 from leadrelay.forms import FormsFile
 from leadrelay.logs import configure_logging
-from leadrelay.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
 from leadrelay.telemetry import worker_runtime
 from leadrelay.temporal import connect
-from workflows.amocrm_entity import AmoEntityWorkflow
-from workflows.lead import LeadWorkflow
-from workflows.raw_webhook import RawWebhookWorkflow
-from workflows.reconcile import ReconcileWorkflow
+from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
-from workflows.token_keepalive import TokenKeepAliveWorkflow
+from workflows.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
+from workflows.starts import deliver_entity_event
 
 FORWARD_TIMEOUT_SECONDS = 20.0
-WORKFLOWS = [
-    LeadWorkflow,
-    AmoEntityWorkflow,
-    RawWebhookWorkflow,
-    ReconcileWorkflow,
-    TokenKeepAliveWorkflow,
-]
 
 
 def amo_client(settings: Settings) -> AmoClient:
@@ -67,7 +58,11 @@ def create_workers(
 ) -> list[Worker]:
     routing = RoutingActivities(FormsFile(settings.leadrelay_forms))
     amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
-    delivery = DeliveryActivities(client, settings, http)
+
+    async def deliver_event(event: EntityEvent) -> None:
+        await deliver_entity_event(client, settings, event)
+
+    delivery = DeliveryActivities(settings, http, deliver_event)
     keepalive = TokenKeepAliveActivities(amo)
     workflow_worker = Worker(
         client,

@@ -27,6 +27,7 @@ from amocrm.models import Contact, CreatedLead, Lead, NewLead, parse_lead
 from leadrelay.contact import national_digits, same_phone
 from leadrelay.events import RECONCILIATION, EntityEvent
 from webhooks.decoder import WebhookEvent
+from webhooks.entity_events import entity_event
 
 T = TypeVar("T")
 
@@ -140,7 +141,7 @@ def _status_change(raw: dict[str, Any], received_at: str) -> EntityEvent | None:
         last_modified=_int_or_none(raw.get("created_at")),
         item=raw,
     )
-    return EntityEvent.of(change, source=RECONCILIATION, received_at=received_at)
+    return entity_event(change, source=RECONCILIATION, received_at=received_at)
 
 
 def _lead_status(values: Any) -> dict[str, int]:

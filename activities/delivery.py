@@ -7,16 +7,16 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 
 import httpx
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from leadrelay.events import EntityEvent, ForwardRequest, RawWebhook
 from leadrelay.settings import Settings
-from leadrelay.temporal import deliver_entity_event
 from webhooks.decoder import decode_webhook
+from webhooks.entity_events import entity_event
 
 SIGNATURE_HEADER = "X-Leadrelay-Signature"
 EVENT_ID_HEADER = "X-Leadrelay-Event-Id"
@@ -31,17 +31,24 @@ def events_of(raw: RawWebhook) -> list[EntityEvent]:
     """Decode a kept body with the decoder as it is now (after a fix, say)."""
     decoded = decode_webhook(base64.b64decode(raw.body_base64), raw.content_type)
     events = (
-        EntityEvent.of(event, source=f"webhook:{raw.hook}", received_at=raw.received_at)
+        entity_event(event, source=f"webhook:{raw.hook}", received_at=raw.received_at)
         for event in decoded.events
     )
     return [event for event in events if event is not None]
 
 
+DeliverEntityEvent = Callable[[EntityEvent], Awaitable[None]]
+"""Hands one event to its entity workflow; the worker injects it, so that activities need
+not know the workflows that they feed."""
+
+
 class DeliveryActivities:
-    def __init__(self, client: Client, settings: Settings, http: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(
+        self, settings: Settings, http: httpx.AsyncClient, deliver_event: DeliverEntityEvent
+    ) -> None:
         self._settings = settings
         self._http = http
+        self._deliver_event = deliver_event
 
     @activity.defn(name="leadrelay.forward_event")
     async def forward_event(self, request: ForwardRequest) -> int:
@@ -72,4 +79,4 @@ class DeliveryActivities:
     @activity.defn(name="leadrelay.deliver_entity_events")
     async def deliver_entity_events(self, events: list[EntityEvent]) -> None:
         for event in events:
-            await deliver_entity_event(self._client, self._settings, event)
+            await self._deliver_event(event)

@@ -20,6 +20,7 @@ from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.settings import Settings
 from webhooks.decoder import DecodedWebhook, decode_webhook
+from webhooks.entity_events import entity_event as to_entity_event
 
 router = APIRouter(tags=["amocrm webhooks"])
 
@@ -82,7 +83,7 @@ def _entity_events(
 ) -> list[EntityEvent]:
     events = []
     for event in decoded.events:
-        entity_event = EntityEvent.of(event, source=f"webhook:{hook}", received_at=received_at)
+        entity_event = to_entity_event(event, source=f"webhook:{hook}", received_at=received_at)
         if entity_event is None:
             problems.append(f"{event.entity}[{event.action}] item without an id")
         else:

@@ -20,7 +20,7 @@ from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.models import Submission
 from leadrelay.settings import Settings
-from leadrelay.temporal import (
+from workflows.starts import (
     deliver_entity_event,
     deliver_raw_webhook,
     deliver_submission,

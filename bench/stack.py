@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from leadrelay.devstack import temporal_dev_server_command, wait_for_port
+from cli.devstack import temporal_dev_server_command, wait_for_port
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhooks.decoder import WebhookEvent
-
 RECONCILIATION = "reconciliation"
 _SINGULAR = {
     "leads": "lead",
@@ -31,25 +29,6 @@ class EntityEvent:
     last_modified: int | None = None
     received_at: str = ""
     item: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, event: WebhookEvent, *, source: str, received_at: str) -> EntityEvent | None:
-        """None for an event that names no entity id: it cannot be routed to a workflow."""
-        if event.entity_id is None:
-            return None
-        return cls(
-            dedup_key=event.dedup_key,
-            source=source,
-            entity=event.entity,
-            action=event.action,
-            entity_id=event.entity_id,
-            status_id=event.status_id,
-            pipeline_id=event.pipeline_id,
-            old_status_id=event.old_status_id,
-            last_modified=event.last_modified,
-            received_at=received_at,
-            item=event.item,
-        )
 
     @property
     def workflow_id(self) -> str:

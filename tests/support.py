@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from temporalio.client import Client
 
-from leadrelay.devstack import temporal_dev_server_command, wait_for_port
+from cli.devstack import temporal_dev_server_command, wait_for_port
 from leadrelay.settings import Settings
 
 MapForm = Callable[[str, int], Awaitable[None]]

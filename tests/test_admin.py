@@ -9,11 +9,11 @@ import pytest
 
 from api.app import create_app as create_api
 from leadrelay.events import RawWebhook
-from leadrelay.temporal import raw_webhook_workflow_id
 from sandbox.server import serve_in_thread
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
 from workflows.raw_webhook import RawWebhookWorkflow
+from workflows.starts import raw_webhook_workflow_id
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

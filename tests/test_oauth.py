@@ -25,13 +25,13 @@ from amocrm.auth import OAuthApp, OAuthTokens, code_grant, refresh_grant
 from amocrm.client import AmoClient
 from amocrm.errors import AmoAuthError
 from amocrm.token_store import FileTokenStore, TokenPair
-from leadrelay.schedules import TOKEN_KEEPALIVE_SCHEDULE_ID, ensure_token_keepalive_schedule
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
 from sandbox.app import SandboxSettings
 from sandbox.app import create_app as create_sandbox
 from sandbox.server import serve_in_thread
 from tests.conftest import ONE_PARTITION, TEMPORAL_BIN
 from worker import amo_client, create_workers
+from workflows.schedules import TOKEN_KEEPALIVE_SCHEDULE_ID, ensure_token_keepalive_schedule
 from workflows.token_keepalive import TokenKeepAliveInput, TokenKeepAliveWorkflow
 
 APP = OAuthApp("leadrelay-test", "test-secret", "https://school.example.kz/oauth")

@@ -117,7 +117,7 @@ async def test_exported_history_replays_with_the_replay_command(
     await asyncio.to_thread(exported.write_text, history, encoding="utf-8")
 
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "leadrelay.replay", str(exported), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "cli.replay", str(exported), stdout=asyncio.subprocess.PIPE
     )
     out, _ = await process.communicate()
     assert process.returncode == 0 and out.decode().startswith("ok")
@@ -128,7 +128,7 @@ async def test_exported_history_replays_with_the_replay_command(
     ]
     await asyncio.to_thread(exported.write_text, json.dumps(broken), encoding="utf-8")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "leadrelay.replay", str(exported), stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "cli.replay", str(exported), stdout=asyncio.subprocess.PIPE
     )
     out, _ = await process.communicate()
     assert process.returncode == 1 and "BROKEN" in out.decode()
@@ -138,7 +138,7 @@ async def test_admin_command_registers_search_attributes_on_a_bare_server(tmp_pa
     server = DevServer(tmp_path / "bare.db", register_search_attributes=False)
     await server.start()
     try:
-        command = [sys.executable, "-m", "leadrelay.admin", "setup-search-attributes"]
+        command = [sys.executable, "-m", "cli.admin", "setup-search-attributes"]
         env = {**os.environ, "TEMPORAL_ADDRESS": server.address}
         for expected in ("added LeadKey", "all present"):
             process = await asyncio.create_subprocess_exec(

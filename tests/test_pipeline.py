@@ -9,10 +9,10 @@ from typing import Any
 from api.intake import build_submission
 from leadrelay.models import LeadStart, Step, Submission
 from leadrelay.settings import WORKFLOW_TASK_QUEUE
-from leadrelay.temporal import deliver_submission
 from tests.conftest import EXPRESS_PIPELINE, PROFTEST_PIPELINE, PROFTEST_STATUS
 from tests.support import Stack, eventually
 from workflows.lead import LeadWorkflow
+from workflows.starts import deliver_submission
 
 PROFTEST_BODY: dict[str, Any] = {
     "name": "Айгерим",

@@ -17,18 +17,18 @@ import pytest
 from temporalio.client import ScheduleOverlapPolicy
 
 from api.intake import build_submission
+from cli.replay import load_history, replay
 from leadrelay.events import RawWebhook, entity_workflow_id
-from leadrelay.replay import load_history, replay
-from leadrelay.schedules import RECONCILE_SCHEDULE_ID
-from leadrelay.temporal import deliver_submission, raw_webhook_workflow_id
 from tests.conftest import WEBHOOK_TOKEN
 from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
 from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
-from worker import WORKFLOWS
+from workflows.catalog import WORKFLOWS
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
+from workflows.schedules import RECONCILE_SCHEDULE_ID
+from workflows.starts import deliver_submission, raw_webhook_workflow_id
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDING = os.environ.get("LEADRELAY_RECORD_HISTORIES") == "1"

@@ -14,13 +14,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app as create_api
 from leadrelay.events import entity_workflow_id
-from leadrelay.schedules import RECONCILE_SCHEDULE_ID
 from sandbox.server import serve_in_thread
 from tests.conftest import EXPRESS_PIPELINE, FORWARD_SECRET, SANDBOX_TOKEN, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
 from tests.test_pipeline import notes_of
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
+from workflows.schedules import RECONCILE_SCHEDULE_ID
 
 HOOK = "funnel-sale"
 

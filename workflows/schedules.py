@@ -18,7 +18,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from leadrelay.amocrm_auth import oauth_app
+from amocrm.credentials import oauth_app
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
 from workflows.token_keepalive import TokenKeepAliveInput, TokenKeepAliveWorkflow

@@ -1,4 +1,4 @@
-"""`python -m leadrelay.replay HISTORY.json...`: replay exported histories against the
+"""`python -m cli.replay HISTORY.json...`: replay exported histories against the
 current workflow code, before a deploy, and say plainly which ones would break.
 
 Export a history with `temporal workflow show -w WORKFLOW_ID --output json > h.json`.
@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from worker import WORKFLOWS
+from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 
 
@@ -47,7 +47,7 @@ async def replay(paths: list[Path]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leadrelay.replay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cli.replay", description=__doc__)
     parser.add_argument("histories", nargs="+", type=Path, help="exported history JSON files")
     failures = asyncio.run(replay(parser.parse_args(argv).histories))
     return 1 if failures else 0

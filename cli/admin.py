@@ -1,4 +1,4 @@
-"""`python -m leadrelay.admin setup-search-attributes`: register leadrelay's custom search
+"""`python -m cli.admin setup-search-attributes`: register leadrelay's custom search
 attributes on any Temporal cluster (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE). Safe to repeat."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ async def setup_search_attributes(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m leadrelay.admin", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cli.admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup-search-attributes", help="register the custom search attributes")
     parser.parse_args(argv)

@@ -1,0 +1,65 @@
+"""Client-side starts: handing leads and events to their workflows.
+
+Every delivery here is signal-with-start and safe to repeat: the workflows drop a
+submission id or an event key they have seen. Workflows are referred to by their typed
+run methods, so a rename fails at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+
+from leadrelay.contact import lead_workflow_id
+from leadrelay.events import EntityEvent, EntityStart, RawWebhook
+from leadrelay.models import LeadStart, LeadState, Submission
+from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
+from workflows.amocrm_entity import AmoEntityWorkflow
+from workflows.lead import LeadWorkflow
+from workflows.raw_webhook import RawWebhookWorkflow
+
+
+async def deliver_submission(
+    client: Client, settings: Settings, lead_key: str, submission: Submission
+) -> WorkflowHandle[LeadWorkflow, LeadState]:
+    """Returns once the server has durably recorded the submission."""
+    return await client.start_workflow(
+        LeadWorkflow.run,
+        LeadStart(lead_key, settings.leadrelay_quiet_window_seconds),
+        id=lead_workflow_id(lead_key),
+        task_queue=WORKFLOW_TASK_QUEUE,
+        start_signal="submit",
+        start_signal_args=[submission],
+        static_summary=f"Lead {lead_key}",
+    )
+
+
+async def deliver_entity_event(client: Client, settings: Settings, event: EntityEvent) -> None:
+    await client.start_workflow(
+        AmoEntityWorkflow.run,
+        EntityStart(event.entity, event.entity_id, settings.webhook_memory_seconds),
+        id=event.workflow_id,
+        task_queue=WORKFLOW_TASK_QUEUE,
+        start_signal="event",
+        start_signal_args=[event],
+        static_summary=f"amoCRM {event.entity} {event.entity_id}",
+    )
+
+
+def raw_webhook_workflow_id(raw: RawWebhook) -> str:
+    digest = hashlib.sha256(f"{raw.hook}\n{raw.body_base64}".encode()).hexdigest()
+    return f"amocrm-raw-{digest[:20]}"
+
+
+async def deliver_raw_webhook(client: Client, raw: RawWebhook) -> None:
+    """The same body twice is one workflow: the id is a digest of the hook and the body."""
+    await client.start_workflow(
+        RawWebhookWorkflow.run,
+        raw,
+        id=raw_webhook_workflow_id(raw),
+        task_queue=WORKFLOW_TASK_QUEUE,
+        static_summary=f"Unparsed webhook for hook {raw.hook!r}",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
