@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from leadrelay.admin import setup_search_attributes
+from cli.admin import setup_search_attributes
 from leadrelay.contact import lead_workflow_id
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
