@@ -7,27 +7,31 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from sandbox.item_reader import ItemReader
 from sandbox.queries import MAX_PAGE_SIZE, EventQuery, LeadQuery, Paging, contact_matches
 from sandbox.render import (
     Body,
     contact_json,
+    custom_field_json,
     event_json,
     lead_json,
     links,
     note_json,
     pipeline_json,
+    user_json,
 )
 from sandbox.responses import HalJSONResponse, ValidationProblem
 from sandbox.state import JSON, Lead, SandboxAccount, unix_now
 from sandbox.status_webhooks import announce_status_changes
 from sandbox.writes import (
-    ItemReader,
     add_contact,
     add_lead,
     add_note,
     add_task,
+    change_contact,
     change_lead,
     read_contact,
+    read_contact_change,
     read_lead_change,
     read_new_lead,
     read_note,
@@ -152,6 +156,50 @@ async def get_contact(
 @router.post("/contacts")
 async def create_contacts(body: JsonBody, account: Account, base: BaseUrl) -> Response:
     return _create_batch(body, account, base, read_contact, add_contact, "contacts")
+
+
+@router.patch("/contacts/{contact_id:int}")
+async def update_contact(
+    contact_id: int, body: JsonBody, account: Account, base: BaseUrl
+) -> Response:
+    contact = account.contacts.get(contact_id)
+    if contact is None:
+        raise HTTPException(404, f"Contact {contact_id} not found")
+    change_contact(read_contact_change(ItemReader(body, "0"), account, contact), unix_now())
+    return HalJSONResponse(
+        {
+            "id": contact.id,
+            "updated_at": contact.updated_at,
+            "_links": links(f"{base}/api/v4/contacts/{contact.id}"),
+        }
+    )
+
+
+@router.get("/leads/custom_fields")
+async def list_lead_fields(request: Request, account: Account, base: BaseUrl) -> Response:
+    return _list_fields(request, account, base, "leads")
+
+
+@router.get("/contacts/custom_fields")
+async def list_contact_fields(request: Request, account: Account, base: BaseUrl) -> Response:
+    return _list_fields(request, account, base, "contacts")
+
+
+def _list_fields(request: Request, account: SandboxAccount, base: str, entity: str) -> Response:
+    fields = sorted(account.custom_fields[entity], key=lambda custom_field: custom_field.sort)
+    return _list_page(
+        request,
+        base,
+        "custom_fields",
+        fields,
+        lambda custom_field: custom_field_json(custom_field, entity, base),
+    )
+
+
+@router.get("/users")
+async def list_users(request: Request, account: Account, base: BaseUrl) -> Response:
+    users = sorted(account.users.values(), key=lambda user: user.id)
+    return _list_page(request, base, "users", users, lambda user: user_json(user, base))
 
 
 @router.get("/leads")

@@ -6,7 +6,7 @@ from starlette.exceptions import HTTPException
 from sandbox import api_routes, control_routes, oauth, webhook_routes
 from sandbox.gate import api_gate
 from sandbox.responses import ValidationProblem, problem
-from sandbox.seed import seed_contact_fields, seed_pipelines
+from sandbox.seed import seed_contact_fields, seed_lead_fields, seed_pipelines, seed_users
 from sandbox.settings import SandboxSettings
 from sandbox.state import SandboxAccount
 
@@ -26,7 +26,9 @@ async def _validation_problem(_: Request, error: Exception) -> Response:
 def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     app = FastAPI(title="amoCRM sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings or SandboxSettings()
-    app.state.account = SandboxAccount(seed_pipelines(), seed_contact_fields())
+    app.state.account = SandboxAccount(
+        seed_pipelines(), seed_lead_fields(), seed_contact_fields(), seed_users()
+    )
     app.include_router(api_routes.router)
     app.include_router(control_routes.router)
     app.include_router(webhook_routes.router)

@@ -10,11 +10,12 @@ from pydantic import ValidationError
 
 from sandbox.api_routes import Account, BaseUrl, JsonBody
 from sandbox.faults import Faults
+from sandbox.item_reader import ItemReader
 from sandbox.render import contact_json, lead_json, note_json, task_json
 from sandbox.responses import invalid_settings
 from sandbox.state import JSON, LedgerEntry, SandboxAccount, unix_now
 from sandbox.status_webhooks import announce_status_changes
-from sandbox.writes import ItemReader, add_contact, move_lead, read_contact, read_stage
+from sandbox.writes import add_contact, move_lead, read_contact, read_stage
 
 router = APIRouter(prefix="/_sandbox")
 

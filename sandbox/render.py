@@ -4,6 +4,7 @@ from sandbox.state import (
     ACCOUNT_ID,
     JSON,
     Contact,
+    CustomField,
     Event,
     Lead,
     Note,
@@ -11,6 +12,7 @@ from sandbox.state import (
     SandboxAccount,
     Stage,
     Task,
+    User,
 )
 
 Body = dict[str, JSON]
@@ -174,3 +176,33 @@ def pipeline_json(pipeline: Pipeline, base: str) -> Body:
 
 def _tags_json(account: SandboxAccount, tag_ids: list[int]) -> list[Body]:
     return [{"id": tag_id, "name": account.tags[tag_id].name, "color": None} for tag_id in tag_ids]
+
+
+def custom_field_json(custom_field: CustomField, entity: str, base: str) -> Body:
+    return {
+        "id": custom_field.id,
+        "name": custom_field.name,
+        "type": custom_field.type,
+        "code": custom_field.code,
+        "sort": custom_field.sort,
+        "entity_type": entity,
+        "is_api_only": False,
+        "enums": [
+            {"id": option.id, "value": option.value, "sort": option.sort}
+            for option in custom_field.enums
+        ]
+        or None,
+        "account_id": ACCOUNT_ID,
+        "_links": links(f"{base}/api/v4/{entity}/custom_fields/{custom_field.id}"),
+    }
+
+
+def user_json(user: User, base: str) -> Body:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "email": user.email,
+        "lang": "ru",
+        "rights": {"is_admin": user.is_admin, "is_free": False, "is_active": True},
+        "_links": links(f"{base}/api/v4/users/{user.id}"),
+    }

@@ -52,13 +52,37 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
-class ContactField:
-    """A multitext contact field (PHONE, EMAIL) and its enum codes → enum ids."""
+class EnumOption:
+    id: int
+    value: str
+    sort: int
+
+
+@dataclass(frozen=True)
+class CustomField:
+    """One field of an entity's catalogue. Multitext fields (PHONE, EMAIL) name their enums by
+    code (WORK, MOB ...); select, radio and multiselect enums are the labels a manager sees."""
 
     id: int
-    code: str
     name: str
-    enums: dict[str, int]
+    type: str
+    sort: int
+    code: str | None = None
+    enums: tuple[EnumOption, ...] = ()
+
+    def enum_with_id(self, enum_id: int) -> EnumOption | None:
+        return next((option for option in self.enums if option.id == enum_id), None)
+
+    def enum_with_value(self, value: str) -> EnumOption | None:
+        return next((option for option in self.enums if option.value == value), None)
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    email: str
+    is_admin: bool = False
 
 
 @dataclass
@@ -172,9 +196,16 @@ def unix_now() -> int:
 
 
 class SandboxAccount:
-    def __init__(self, pipelines: Iterable[Pipeline], contact_fields: Iterable[ContactField]):
+    def __init__(
+        self,
+        pipelines: Iterable[Pipeline],
+        lead_fields: Iterable[CustomField],
+        contact_fields: Iterable[CustomField],
+        users: Iterable[User],
+    ):
         self.pipelines = {pipeline.id: pipeline for pipeline in pipelines}
-        self.contact_fields = list(contact_fields)
+        self.custom_fields = {"leads": list(lead_fields), "contacts": list(contact_fields)}
+        self.users = {user.id: user for user in users}
         self.rng = random.Random()
         # Ids keep growing across resets so that a stale id from an earlier test never resolves.
         self._contact_ids = itertools.count(20000001)
@@ -204,12 +235,16 @@ class SandboxAccount:
     def main_pipeline(self) -> Pipeline:
         return next(pipeline for pipeline in self.pipelines.values() if pipeline.is_main)
 
-    def contact_field(self, *, code: str | None, field_id: int | None) -> ContactField | None:
+    def custom_field(
+        self, entity: str, *, code: str | None, field_id: int | None
+    ) -> CustomField | None:
+        """The field an entry names by `field_id` or, for fields that have one, `field_code`."""
         return next(
             (
-                contact_field
-                for contact_field in self.contact_fields
-                if contact_field.code == code or contact_field.id == field_id
+                custom_field
+                for custom_field in self.custom_fields[entity]
+                if (field_id is not None and custom_field.id == field_id)
+                or (code is not None and custom_field.code == code)
             ),
             None,
         )

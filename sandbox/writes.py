@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException
 
-from sandbox.responses import ValidationProblem
+from sandbox.field_values import merge_field_values, read_field_values, read_responsible_user
+from sandbox.item_reader import ItemReader
 from sandbox.state import (
     CLOSED_STATUS_IDS,
     DEFAULT_RESPONSIBLE_USER_ID,
@@ -59,70 +60,6 @@ def request_id_of(item: JSON, index: int) -> str:
     return str(request_id) if isinstance(request_id, str | int) else str(index)
 
 
-class ItemReader:
-    """Reads one JSON object of a request, reporting a bad field by its amoCRM path."""
-
-    def __init__(self, data: JSON, request_id: str, path: str = "") -> None:
-        self.request_id = request_id
-        self.path = path
-        if not isinstance(data, dict):
-            raise ValidationProblem(request_id, path, "Must be an object", "InvalidType")
-        self.data: dict[str, JSON] = data
-
-    def problem(self, key: str, detail: str, code: str = "NotSupportedChoice") -> ValidationProblem:
-        return ValidationProblem(self.request_id, self._path_of(key), detail, code)
-
-    def child(self, key: str, data: JSON) -> "ItemReader":
-        return ItemReader(data, self.request_id, self._path_of(key))
-
-    def has(self, key: str) -> bool:
-        return self.data.get(key) is not None
-
-    def optional_int(self, key: str, minimum: int | None = None) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.problem(key, "Must be an integer", "InvalidType")
-        if minimum is not None and value < minimum:
-            raise self.problem(key, f"Must be at least {minimum}", "OutOfRange")
-        return value
-
-    def optional_str(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.problem(key, "Must be a string", "InvalidType")
-        return value
-
-    def required_int(self, key: str) -> int:
-        value = self.optional_int(key)
-        if value is None:
-            raise self.problem(key, "This field is required", "NotBlank")
-        return value
-
-    def required_str(self, key: str) -> str:
-        value = self.optional_str(key)
-        if value is None:
-            raise self.problem(key, "This field is required", "NotBlank")
-        return value
-
-    def optional_list(self, key: str) -> list[JSON]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self.problem(key, "Must be an array", "InvalidType")
-        return value
-
-    def embedded(self) -> "ItemReader":
-        return self.child("_embedded", self.data.get("_embedded") or {})
-
-    def _path_of(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-
 @dataclass
 class ContactDraft:
     name: str
@@ -131,6 +68,14 @@ class ContactDraft:
     responsible_user_id: int
     custom_fields_values: list[dict[str, JSON]] | None
     tags: list[TagRef]
+
+
+@dataclass
+class ContactChange:
+    contact: Contact
+    name: str | None
+    responsible_user_id: int | None
+    custom_fields_values: list[dict[str, JSON]] | None
 
 
 @dataclass
@@ -154,6 +99,7 @@ class LeadChange:
     responsible_user_id: int | None
     pipeline_id: int
     status_id: int
+    custom_fields_values: list[dict[str, JSON]] | None
     replaced_tags: list[TagRef] | None
     added_tags: list[TagRef]
     deleted_tags: list[TagRef]
@@ -184,47 +130,21 @@ def read_contact(reader: ItemReader, account: SandboxAccount) -> ContactDraft:
         name=name,
         first_name=first_name,
         last_name=last_name,
-        responsible_user_id=reader.optional_int("responsible_user_id")
-        or DEFAULT_RESPONSIBLE_USER_ID,
-        custom_fields_values=_read_contact_fields(reader, account),
+        responsible_user_id=read_responsible_user(reader, account) or DEFAULT_RESPONSIBLE_USER_ID,
+        custom_fields_values=read_field_values(reader, account, "contacts"),
         tags=_read_tag_refs(reader.embedded(), "tags", account),
     )
 
 
-def _read_contact_fields(
-    reader: ItemReader, account: SandboxAccount
-) -> list[dict[str, JSON]] | None:
-    fields = []
-    for index, entry in enumerate(reader.optional_list("custom_fields_values")):
-        entry_reader = reader.child(f"custom_fields_values.{index}", entry)
-        contact_field = account.contact_field(
-            code=entry_reader.optional_str("field_code"),
-            field_id=entry_reader.optional_int("field_id"),
-        )
-        if contact_field is None:
-            raise entry_reader.problem("field_id", "Unknown custom field")
-        values = []
-        for value_index, value in enumerate(entry_reader.optional_list("values")):
-            value_reader = entry_reader.child(f"values.{value_index}", value)
-            text = value_reader.required_str("value")
-            # Some amoCRM docs call the enum `enum`, others `enum_code`.
-            enum_code = value_reader.optional_str("enum_code") or value_reader.optional_str("enum")
-            enum_code = enum_code or "WORK"
-            if enum_code not in contact_field.enums:
-                raise value_reader.problem("enum_code", f"Unknown enum_code {enum_code!r}")
-            values.append(
-                {"value": text, "enum_id": contact_field.enums[enum_code], "enum_code": enum_code}
-            )
-        fields.append(
-            {
-                "field_id": contact_field.id,
-                "field_name": contact_field.name,
-                "field_code": contact_field.code,
-                "field_type": "multitext",
-                "values": values,
-            }
-        )
-    return fields or None
+def read_contact_change(
+    reader: ItemReader, account: SandboxAccount, contact: Contact
+) -> ContactChange:
+    return ContactChange(
+        contact=contact,
+        name=reader.optional_str("name"),
+        responsible_user_id=read_responsible_user(reader, account),
+        custom_fields_values=read_field_values(reader, account, "contacts"),
+    )
 
 
 def _read_tag_refs(reader: ItemReader, key: str, account: SandboxAccount) -> list[TagRef]:
@@ -264,7 +184,7 @@ def read_new_lead(
 ) -> LeadDraft:
     """A lead to create; `with_new_contact`: the /leads/complex flavour, one contact, maybe new."""
     pipeline_id, status_id = read_stage(reader, account, None)
-    custom_fields_values = reader.optional_list("custom_fields_values")
+    custom_fields_values = read_field_values(reader, account, "leads")
     embedded = reader.embedded()
     contacts = embedded.optional_list("contacts")
     if with_new_contact and len(contacts) > 1:
@@ -285,11 +205,10 @@ def read_new_lead(
     return LeadDraft(
         name=reader.optional_str("name"),
         price=reader.optional_int("price", minimum=0) or 0,
-        responsible_user_id=reader.optional_int("responsible_user_id")
-        or DEFAULT_RESPONSIBLE_USER_ID,
+        responsible_user_id=read_responsible_user(reader, account) or DEFAULT_RESPONSIBLE_USER_ID,
         pipeline_id=pipeline_id,
         status_id=status_id,
-        custom_fields_values=custom_fields_values or None,
+        custom_fields_values=custom_fields_values,
         tags=_read_tag_refs(embedded, "tags", account),
         contact_ids=contact_ids,
         new_contact=new_contact,
@@ -303,9 +222,10 @@ def read_lead_change(reader: ItemReader, account: SandboxAccount, lead: Lead) ->
         lead=lead,
         name=reader.optional_str("name"),
         price=reader.optional_int("price", minimum=0),
-        responsible_user_id=reader.optional_int("responsible_user_id"),
+        responsible_user_id=read_responsible_user(reader, account),
         pipeline_id=pipeline_id,
         status_id=status_id,
+        custom_fields_values=read_field_values(reader, account, "leads"),
         replaced_tags=_read_tag_refs(embedded, "tags", account) if embedded.has("tags") else None,
         added_tags=_read_tag_refs(reader, "tags_to_add", account),
         deleted_tags=_read_tag_refs(reader, "tags_to_delete", account),
@@ -341,8 +261,7 @@ def read_task(reader: ItemReader, account: SandboxAccount) -> TaskDraft:
         entity_id=entity_id,
         entity_type=entity_type,
         task_type_id=reader.optional_int("task_type_id") or FOLLOW_UP_TASK_TYPE_ID,
-        responsible_user_id=reader.optional_int("responsible_user_id")
-        or DEFAULT_RESPONSIBLE_USER_ID,
+        responsible_user_id=read_responsible_user(reader, account) or DEFAULT_RESPONSIBLE_USER_ID,
     )
 
 
@@ -397,6 +316,10 @@ def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Event 
         lead.price = change.price
     if change.responsible_user_id is not None:
         lead.responsible_user_id = change.responsible_user_id
+    if change.custom_fields_values is not None:
+        lead.custom_fields_values = merge_field_values(
+            lead.custom_fields_values, change.custom_fields_values
+        )
     if change.replaced_tags is not None:
         lead.tag_ids = _resolve_tags(account, change.replaced_tags)
     for tag_id in _resolve_tags(account, change.added_tags):
@@ -405,6 +328,19 @@ def change_lead(account: SandboxAccount, change: LeadChange, now: int) -> Event 
     deleted = set(_resolve_tags(account, change.deleted_tags))
     lead.tag_ids = [tag_id for tag_id in lead.tag_ids if tag_id not in deleted]
     return move_lead(account, lead, change.pipeline_id, change.status_id, now)
+
+
+def change_contact(change: ContactChange, now: int) -> None:
+    contact = change.contact
+    if change.name is not None:
+        contact.name = change.name
+    if change.responsible_user_id is not None:
+        contact.responsible_user_id = change.responsible_user_id
+    if change.custom_fields_values is not None:
+        contact.custom_fields_values = merge_field_values(
+            contact.custom_fields_values, change.custom_fields_values
+        )
+    contact.updated_at = max(now, contact.updated_at + 1)
 
 
 def move_lead(
