@@ -17,12 +17,16 @@ from temporalio.worker import Worker
 
 from activities.amocrm import AmoActivities
 from activities.delivery import DeliveryActivities
+from activities.fields import FieldActivities, FieldCatalogueCache
 from activities.routing import RoutingActivities
 from activities.token_keepalive import TokenKeepAliveActivities
+from amocrm.account import read_account_facts, whole_catalogues
 from amocrm.client import AmoClient
 from amocrm.credentials import token_source
+from amocrm.errors import AmoError
 from leadrelay.events import EntityEvent
 from leadrelay.forms import FormsFile
+from leadrelay.forms_check import check_forms
 from leadrelay.logs import configure_logging
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
 from leadrelay.telemetry import worker_runtime
@@ -55,8 +59,13 @@ def create_workers(
     amo: AmoClient,
     http: httpx.AsyncClient,
     executor: ThreadPoolExecutor,
+    catalogues: FieldCatalogueCache | None = None,
 ) -> list[Worker]:
-    routing = RoutingActivities(FormsFile(settings.leadrelay_forms))
+    forms = FormsFile(settings.leadrelay_forms)
+    routing = RoutingActivities(forms)
+    fields = FieldActivities(
+        forms, catalogues or FieldCatalogueCache(settings.leadrelay_field_catalogue_ttl_seconds)
+    )
     amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
 
     async def deliver_event(event: EntityEvent) -> None:
@@ -69,7 +78,7 @@ def create_workers(
         task_queue=WORKFLOW_TASK_QUEUE,
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
-        activities=[routing.route_submission, routing.plan_actions],
+        activities=[routing.route_submission, routing.plan_actions, fields.prepare_fields],
         activity_executor=executor,
     )
     io_worker = Worker(
@@ -90,6 +99,9 @@ def create_workers(
             amocrm.create_lead,
             amocrm.read_leads,
             amocrm.add_lead_tags,
+            amocrm.update_lead,
+            amocrm.add_contact_phone,
+            amocrm.read_field_catalogue,
             amocrm.add_lead_note,
             amocrm.main_pipeline_id,
             amocrm.read_current_lead,
@@ -101,6 +113,27 @@ def create_workers(
         max_task_queue_activities_per_second=settings.amocrm_rps,
     )
     return [workflow_worker, amocrm_worker, io_worker]
+
+
+async def check_forms_against_account(
+    amo: AmoClient, forms: FormsFile, catalogues: FieldCatalogueCache
+) -> None:
+    """Log what the forms file names that the account lacks; never stop the worker over it.
+
+    The catalogues it reads fill the worker's cache, so the first leads need not read them.
+    """
+    try:
+        facts = await read_account_facts(amo)
+        problems = check_forms(forms.current(), facts)
+    except (AmoError, OSError, ValueError) as err:
+        logging.warning("forms file not checked against amoCRM: %s", err)
+        return
+    for catalogue in whole_catalogues(facts):
+        catalogues.install(catalogue)
+    for problem in problems:
+        logging.warning("forms file: %s", problem)
+    if not problems:
+        logging.info("forms file matches the amoCRM account")
 
 
 async def main() -> None:
@@ -118,8 +151,11 @@ async def main() -> None:
             amo_client(settings) as amo,
             httpx.AsyncClient(timeout=FORWARD_TIMEOUT_SECONDS) as http,
         ):
-            for worker in create_workers(client, settings, amo, http, executor):
+            catalogues = FieldCatalogueCache(settings.leadrelay_field_catalogue_ttl_seconds)
+            for worker in create_workers(client, settings, amo, http, executor, catalogues):
                 await running.enter_async_context(worker)
+            forms = FormsFile(settings.leadrelay_forms)
+            startup_check = asyncio.create_task(check_forms_against_account(amo, forms, catalogues))
             logging.info(
                 "worker polling %s, %s and %s (amoCRM limit %.1f req/s)",
                 WORKFLOW_TASK_QUEUE,
@@ -130,6 +166,7 @@ async def main() -> None:
             await ensure_reconcile_schedule(client, settings)
             await ensure_token_keepalive_schedule(client, settings)
             await stop.wait()
+            startup_check.cancel()
             logging.info("shutting down: finishing the tasks in hand")
 
 

@@ -6,14 +6,15 @@ policy (and the workflow) what to do; see `AmoFailure`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from amocrm.account import all_pages
 from amocrm.client import AmoClient
 from amocrm.errors import (
     AmoAuthError,
@@ -23,8 +24,20 @@ from amocrm.errors import (
     AmoRateLimited,
     AmoRejected,
 )
-from amocrm.models import Contact, CreatedLead, Lead, NewLead, parse_lead
+from amocrm.models import (
+    Contact,
+    CreatedLead,
+    Lead,
+    LeadChange,
+    MultitextValue,
+    NewLead,
+    Rejection,
+    complex_item,
+    parse_lead,
+    rejected_parts,
+)
 from leadrelay.contact import national_digits, same_phone
+from leadrelay.custom_fields import CatalogueRequest, FieldCatalogue
 from leadrelay.events import RECONCILIATION, EntityEvent
 from webhooks.decoder import WebhookEvent
 from webhooks.entity_events import entity_event
@@ -59,6 +72,15 @@ class ContactQuery:
 class LeadTags:
     lead_id: int
     tags: list[str]
+
+
+@dataclass
+class ContactPhone:
+    """A phone to add to a contact that keeps `current`, the phones it has."""
+
+    contact_id: int
+    phone: str
+    current: list[MultitextValue]
 
 
 @dataclass
@@ -100,7 +122,8 @@ class EventsPage:
     has_next: bool
 
 
-def to_application_error(err: AmoError) -> ApplicationError:
+def to_application_error(err: AmoError, rejection: Rejection | None = None) -> ApplicationError:
+    """`rejection`: the optional parts of the request that a 400 refused, if only those."""
     status = {"status": err.status, "request_id": err.request_id}
     if isinstance(err, AmoRateLimited):
         delay = timedelta(seconds=err.retry_after) if err.retry_after else None
@@ -119,7 +142,11 @@ def to_application_error(err: AmoError) -> ApplicationError:
     if isinstance(err, AmoRejected):
         return ApplicationError(
             str(err),
-            {**status, "problems": err.problems},
+            {
+                **status,
+                "problems": err.problems,
+                "rejection": asdict(rejection) if rejection else None,
+            },
             type=AmoFailure.REJECTED,
             non_retryable=True,
         )
@@ -183,7 +210,10 @@ class AmoActivities:
 
     @activity.defn(name="amocrm.create_lead")
     async def create_lead(self, lead: NewLead) -> CreatedLead:
-        created = await self._call(self._client.create_leads_complex([lead]))
+        """A 400 over optional parts names them in the failure's `rejection` detail."""
+        created = await self._call(
+            self._client.create_leads_complex([lead]), body_of=lambda: complex_item(lead)
+        )
         activity.metric_meter().create_counter(
             LEADS_CREATED_METRIC, "Leads created in amoCRM by create_lead"
         ).add(1)
@@ -196,6 +226,26 @@ class AmoActivities:
     @activity.defn(name="amocrm.add_lead_tags")
     async def add_lead_tags(self, request: LeadTags) -> None:
         await self._call(self._client.add_lead_tags(request.lead_id, request.tags))
+
+    @activity.defn(name="amocrm.update_lead")
+    async def update_lead(self, change: LeadChange) -> None:
+        """Tags and field values in one PATCH; a 400 over fields names them, as create does."""
+        await self._call(self._client.update_lead(change), body_of=change.body)
+
+    @activity.defn(name="amocrm.add_contact_phone")
+    async def add_contact_phone(self, request: ContactPhone) -> None:
+        phones = [*request.current, MultitextValue(request.phone, "MOB")]
+        await self._call(self._client.set_contact_phones(request.contact_id, phones))
+
+    @activity.defn(name="amocrm.read_field_catalogue")
+    async def read_field_catalogue(self, request: CatalogueRequest) -> FieldCatalogue:
+        """The requested fields of an entity's catalogue; one request per 250 fields."""
+        catalogue = await self._call(
+            all_pages(lambda page: self._client.custom_fields_page(request.entity, page))
+        )
+        wanted = set(request.field_ids)
+        found = [custom_field for custom_field in catalogue if custom_field.id in wanted]
+        return FieldCatalogue(request.entity, found, covers=sorted(wanted))
 
     @activity.defn(name="amocrm.add_lead_note")
     async def add_lead_note(self, request: LeadNote) -> None:
@@ -235,13 +285,19 @@ class AmoActivities:
     async def main_pipeline_id(self) -> int:
         return await self._call(self._client.main_pipeline_id())
 
-    async def _call(self, request: Awaitable[T]) -> T:
+    async def _call(
+        self, request: Awaitable[T], body_of: Callable[[], dict[str, Any]] | None = None
+    ) -> T:
+        """`body_of`: the request's body, to tell which optional parts amoCRM refused."""
         try:
             result = await request
         except AmoError as err:
             _count_request(type(err).__name__)
             activity.logger.warning("amoCRM request failed: %s", err)
-            raise to_application_error(err) from err
+            rejection = None
+            if isinstance(err, AmoRejected) and body_of is not None:
+                rejection = rejected_parts(body_of(), err.paths)
+            raise to_application_error(err, rejection) from err
         _count_request("success")
         return result
 

@@ -26,18 +26,28 @@ from amocrm.errors import (
     AmoRejected,
 )
 from amocrm.models import (
+    AccountUser,
     Contact,
     CreatedLead,
     Lead,
+    LeadChange,
+    MultitextValue,
     NewLead,
+    Pipeline,
     complex_item,
     parse_contact,
+    parse_custom_field,
     parse_lead,
+    parse_pipeline,
+    parse_user,
+    phones_body,
 )
 from amocrm.pacing import RequestPacer
+from leadrelay.custom_fields import CustomField, FieldEntity
 
 USER_AGENT = "leadrelay/0.1"
 EVENTS_PAGE_SIZE = 100
+LIST_PAGE_SIZE = 250
 OAUTH_TOKEN_PATH = "/oauth2/access_token"
 
 
@@ -133,6 +143,10 @@ class AmoClient:
         )
         return [parse_contact(raw) for raw in _embedded(body, "contacts")]
 
+    async def set_contact_phones(self, contact_id: int, phones: Sequence[MultitextValue]) -> None:
+        """All of the contact's phones: amoCRM replaces a multitext field's values whole."""
+        await self._request("PATCH", f"/api/v4/contacts/{contact_id}", json=phones_body(phones))
+
     # --- leads ----------------------------------------------------------------
 
     async def create_leads_complex(self, leads: Sequence[NewLead]) -> list[CreatedLead]:
@@ -157,11 +171,10 @@ class AmoClient:
         return [parse_lead(raw) for raw in _embedded(body, "leads")]
 
     async def add_lead_tags(self, lead_id: int, tags: Sequence[str]) -> None:
-        await self._request(
-            "PATCH",
-            f"/api/v4/leads/{lead_id}",
-            json={"tags_to_add": [{"name": tag} for tag in tags]},
-        )
+        await self.update_lead(LeadChange(lead_id, tags_to_add=list(tags)))
+
+    async def update_lead(self, change: LeadChange) -> None:
+        await self._request("PATCH", f"/api/v4/leads/{change.lead_id}", json=change.body())
 
     async def add_lead_note(self, lead_id: int, text: str) -> None:
         await self._request(
@@ -217,15 +230,38 @@ class AmoClient:
                 "page": str(page),
             },
         )
-        has_next = body is not None and "next" in (body.get("_links") or {})
-        return _embedded(body, "events"), has_next
+        return _embedded(body, "events"), _has_next(body)
 
     async def main_pipeline_id(self) -> int:
-        body = await self._request("GET", "/api/v4/leads/pipelines")
-        for pipeline in _embedded(body, "pipelines"):
-            if pipeline.get("is_main"):
-                return int(pipeline["id"])
+        for pipeline in await self.pipelines():
+            if pipeline.is_main:
+                return pipeline.id
         raise AmoRejected("the account has no main pipeline")
+
+    async def pipelines(self) -> list[Pipeline]:
+        """Every lead pipeline with its statuses (amoCRM does not page this list)."""
+        body = await self._request("GET", "/api/v4/leads/pipelines")
+        return [parse_pipeline(raw) for raw in _embedded(body, "pipelines")]
+
+    # --- the account's catalogues ---------------------------------------------
+
+    async def custom_fields_page(
+        self, entity: FieldEntity, page: int = 1
+    ) -> tuple[list[CustomField], bool]:
+        """One page (250) of the entity's field catalogue, and whether more follow."""
+        body = await self._request(
+            "GET",
+            f"/api/v4/{entity}/custom_fields",
+            params={"limit": str(LIST_PAGE_SIZE), "page": str(page)},
+        )
+        fields = [parse_custom_field(raw) for raw in _embedded(body, "custom_fields")]
+        return fields, _has_next(body)
+
+    async def users_page(self, page: int = 1) -> tuple[list[AccountUser], bool]:
+        body = await self._request(
+            "GET", "/api/v4/users", params={"limit": str(LIST_PAGE_SIZE), "page": str(page)}
+        )
+        return [parse_user(raw) for raw in _embedded(body, "users")], _has_next(body)
 
     # --- auth -----------------------------------------------------------------
 
@@ -298,10 +334,20 @@ class AmoClient:
             raise AmoAuthError(message, status=status, request_id=request_id)
         if status >= 500:
             raise AmoOutcomeUnknown(message, status=status, request_id=request_id)
-        problems = _validation_problems(problem)
+        errors = _validation_errors(problem)
+        problems = [
+            f"{error.get('path')}: {error.get('code')} {error.get('detail') or ''}".strip()
+            for error in errors
+        ]
         if problems:
             message = f"{message}: {'; '.join(problems)}"
-        raise AmoRejected(message, problems=problems, status=status, request_id=request_id)
+        raise AmoRejected(
+            message,
+            problems=problems,
+            paths=[str(error.get("path") or "") for error in errors],
+            status=status,
+            request_id=request_id,
+        )
 
 
 def _embedded(body: Any, key: str) -> list[dict[str, Any]]:
@@ -309,6 +355,10 @@ def _embedded(body: Any, key: str) -> list[dict[str, Any]]:
     if body is None:
         return []
     return list((body.get("_embedded") or {}).get(key) or [])
+
+
+def _has_next(body: Any) -> bool:
+    return body is not None and "next" in (body.get("_links") or {})
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:
@@ -328,14 +378,14 @@ def _retry_after(response: httpx.Response, problem: dict[str, Any]) -> float | N
     return None
 
 
-def _validation_problems(problem: dict[str, Any]) -> list[str]:
-    found: list[str] = []
-    for group in problem.get("validation-errors") or []:
-        for error in group.get("errors") or []:
-            found.append(
-                f"{error.get('path')}: {error.get('code')} {error.get('detail') or ''}".strip()
-            )
-    return found
+def _validation_errors(problem: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        error
+        for group in problem.get("validation-errors") or []
+        if isinstance(group, dict)
+        for error in group.get("errors") or []
+        if isinstance(error, dict)
+    ]
 
 
 __all__ = ["AmoClient", "AmoError"]

@@ -39,6 +39,15 @@ class AmoAuthError(AmoError):
 class AmoRejected(AmoError):
     """HTTP 400, 404 or 422: the request itself is wrong, so repeating it cannot help."""
 
-    def __init__(self, message: str, *, problems: list[str] | None = None, **kwargs: object):
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str] | None = None,
+        paths: list[str] | None = None,
+        **kwargs: object,
+    ):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.problems = problems or []
+        # The `path` of each validation error, e.g. `0.custom_fields_values.2.field_id`.
+        self.paths = paths or []

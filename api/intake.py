@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from leadrelay.contact import InvalidContact, normalize_email, normalize_phone
+from leadrelay.lead_fields import UTM_FIELDS
 from leadrelay.models import Submission
 
 MAX_BODY_BYTES = 64 * 1024
-UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 TEXT_FIELDS = ("name", "comment", "source", "page", "referrer")
 NESTED_UTM = "utmParams"
 

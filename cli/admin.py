@@ -1,5 +1,12 @@
-"""`python -m cli.admin setup-search-attributes`: register leadrelay's custom search
-attributes on any Temporal cluster (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE). Safe to repeat."""
+"""Operator commands.
+
+`setup-search-attributes`: register leadrelay's custom search attributes on any Temporal
+cluster (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE). Safe to repeat.
+
+`check-forms [--forms PATH]`: read the amoCRM account's pipelines, field catalogues and users
+(at most 5 requests) and print every pipeline, status, field, option label and user of the
+forms file (LEADRELAY_FORMS) that the account lacks. Exit 1 if there is any, else 0.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
@@ -14,7 +22,12 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 
+from amocrm.account import read_account_facts
+from amocrm.client import AmoClient
+from amocrm.credentials import token_source
 from leadrelay import search_attributes
+from leadrelay.forms import FormsConfig
+from leadrelay.forms_check import check_forms
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
 
@@ -41,15 +54,43 @@ async def setup_search_attributes(settings: Settings) -> list[str]:
     return missing
 
 
+async def forms_problems(settings: Settings, forms: Path) -> list[str]:
+    config = FormsConfig.load(forms)
+    if not settings.amocrm_base_url:
+        raise SystemExit("AMOCRM_BASE_URL must be set")
+    async with AmoClient(
+        settings.amocrm_base_url, token_source(settings), requests_per_second=settings.amocrm_rps
+    ) as amo:
+        return check_forms(config, await read_account_facts(amo))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.admin", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("setup-search-attributes", help="register the custom search attributes")
-    parser.parse_args(argv)
+    check = commands.add_parser("check-forms", help="check the forms file against amoCRM")
+    check.add_argument("--forms", type=Path, help="the forms file (default: LEADRELAY_FORMS)")
+    args = parser.parse_args(argv)
     settings = Settings()
+    if args.command == "check-forms":
+        return _check_forms(settings, args.forms or settings.leadrelay_forms)
     added = asyncio.run(setup_search_attributes(settings))
     where = f"{settings.temporal_address}/{settings.temporal_namespace}"
     print(f"added {', '.join(added)} on {where}" if added else f"all present on {where}")
+    return 0
+
+
+def _check_forms(settings: Settings, forms: Path | None) -> int:
+    if forms is None:
+        print("no forms file: set LEADRELAY_FORMS or pass --forms", file=sys.stderr)
+        return 2
+    problems = asyncio.run(forms_problems(settings, forms))
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{forms}: {len(problems)} problem(s) against {settings.amocrm_base_url}")
+        return 1
+    print(f"{forms} matches the amoCRM account at {settings.amocrm_base_url}")
     return 0
 
 

@@ -2,12 +2,23 @@
 
 TOML or YAML, chosen by the file's suffix::
 
+    [utm]                                 # lead fields that receive UTM values, every form
+    utm_source = 434731
+
     [forms.express-course]
     pipeline_id = 6344290
     status_id = 54435014
     tags = ["express"]
     lead_name = "Экспресс-курс: {name}"
     stage_by_field = { field = "paymentMethod", stages = { kaspi = 54423922, card = 54423923 } }
+    responsible_users = [5001, 5002]      # one: always that manager; several: spread evenly
+    price_field = "amount"                # the lead's budget
+
+    [forms.express-course.lead_fields]    # amoCRM lead field id = submission field
+    600100 = "paymentMethod"              # a dotted path reaches into nested fields
+
+    [forms.express-course.contact_fields]
+    700300 = "city"
 
 A form that is not in the file goes to amoCRM's default: the main pipeline's first stage
 after the incoming one.
@@ -23,15 +34,18 @@ The same file holds the rules for amoCRM events (see `Rule`)::
 
 from __future__ import annotations
 
+import hashlib
 import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
+from leadrelay.contact import contact_key
 from leadrelay.events import EntityEvent, PlannedAction
+from leadrelay.lead_fields import UTM_FIELDS, FieldMapping
 from leadrelay.models import Route, Submission
 
 DEFAULT_LEAD_NAME = "{form}: {name}"
@@ -52,12 +66,43 @@ class FormSpec(BaseModel):
     tags: list[str] = Field(default_factory=list)
     lead_name: str = DEFAULT_LEAD_NAME
     stage_by_field: StageByField | None = None
+    responsible_users: list[PositiveInt] = Field(default_factory=list)
+    lead_fields: dict[PositiveInt, str] = Field(default_factory=dict)
+    contact_fields: dict[PositiveInt, str] = Field(default_factory=dict)
+    price_field: str | None = None
 
     @model_validator(mode="after")
     def _status_needs_pipeline(self) -> FormSpec:
         if (self.status_id or self.stage_by_field) and self.pipeline_id is None:
             raise ValueError("a status needs its pipeline_id")
         return self
+
+    @field_validator("lead_fields", "contact_fields")
+    @classmethod
+    def _paths_are_dotted_names(cls, fields: dict[int, str]) -> dict[int, str]:
+        for field_id, path in fields.items():
+            _check_path(path, f"field {field_id}")
+        return fields
+
+    @field_validator("price_field")
+    @classmethod
+    def _price_path(cls, path: str | None) -> str | None:
+        if path is not None:
+            _check_path(path, "price_field")
+        return path
+
+    def responsible_user(self, lead_key: str) -> int | None:
+        """A stable hash of the contact key spreads people evenly; a person keeps theirs."""
+        if not self.responsible_users:
+            return None
+        digest = hashlib.sha256(lead_key.encode()).digest()
+        index = int.from_bytes(digest[:8], "big") % len(self.responsible_users)
+        return self.responsible_users[index]
+
+
+def _check_path(path: str, what: str) -> None:
+    if not path or any(not part.strip() for part in path.split(".")):
+        raise ValueError(f"{what}: {path!r} is not a submission field (a name or a.dotted.path)")
 
 
 class RuleAction(BaseModel):
@@ -109,9 +154,29 @@ class Rule(BaseModel):
 class FormsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    utm: dict[str, PositiveInt] = Field(default_factory=dict)
     forms: dict[str, FormSpec] = Field(default_factory=dict)
     default_tags: list[str] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("utm")
+    @classmethod
+    def _utm_names(cls, utm: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(utm) - set(UTM_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown UTM names {unknown}; use {', '.join(UTM_FIELDS)}")
+        if len(set(utm.values())) != len(utm):
+            raise ValueError("two UTM names share one field id")
+        return utm
+
+    @model_validator(mode="after")
+    def _utm_fields_stay_utm(self) -> FormsConfig:
+        utm_ids = set(self.utm.values())
+        for name, spec in self.forms.items():
+            shared = sorted(utm_ids & set(spec.lead_fields))
+            if shared:
+                raise ValueError(f"form {name}: lead fields {shared} are UTM fields already")
+        return self
 
     @classmethod
     def load(cls, path: Path | None) -> FormsConfig:
@@ -132,6 +197,18 @@ class FormsConfig(BaseModel):
             status_id=status_id,
             tags=list(dict.fromkeys([*self.default_tags, *spec.tags])),
             lead_name=render_lead_name(spec.lead_name, submission),
+            responsible_user_id=spec.responsible_user(
+                contact_key(submission.phone, submission.email)
+            ),
+        )
+
+    def field_mapping(self, form: str) -> FieldMapping:
+        spec = self.forms.get(form, FormSpec())
+        return FieldMapping(
+            utm={field_id: name for name, field_id in self.utm.items()},
+            lead=dict(spec.lead_fields),
+            contact=dict(spec.contact_fields),
+            price_field=spec.price_field,
         )
 
     def plan(self, event: EntityEvent) -> list[PlannedAction]:

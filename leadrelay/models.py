@@ -47,6 +47,8 @@ class Route:
     status_id: int | None
     tags: list[str]
     lead_name: str
+    # The manager of a new lead and contact; None leaves it to amoCRM.
+    responsible_user_id: int | None = None
 
 
 @dataclass

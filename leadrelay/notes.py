@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from leadrelay.custom_fields import RefusedValue
 from leadrelay.models import Submission
 
 _QUESTION_KEYS = ("question", "q")
 _ANSWER_KEYS = ("answer", "a")
 
 
-def submission_note(submission: Submission) -> str:
+def submission_note(submission: Submission, refused: Sequence[RefusedValue] = ()) -> str:
+    """`refused`: values that no amoCRM field took, so the manager sees what is missing."""
     lines = [f"Заявка с формы «{submission.form}»"]
     for label, value in (
         ("Имя", submission.name),
@@ -35,6 +37,9 @@ def submission_note(submission: Submission) -> str:
             lines.extend(f"{n}. {q} — {a}" for n, (q, a) in enumerate(answers, start=1))
         else:
             lines.extend(f"{path}: {text}" for path, text in _flatten(key, value))
+    if refused:
+        lines.append("Не записано в поля amoCRM:")
+        lines.extend(f"- {r.field_name}: «{r.value}» ({r.reason})" for r in refused)
     lines.append(f"Получено: {submission.received_at} · {note_marker(submission)}")
     return "\n".join(lines)
 

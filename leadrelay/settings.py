@@ -102,6 +102,11 @@ class Settings(BaseSettings):
 
     leadrelay_forms: Path | None = Field(default=None, description="Forms file (TOML or YAML)")
     leadrelay_phone_region: str = Field(default="KZ", description="Region for national numbers")
+    leadrelay_field_catalogue_ttl_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a worker uses amoCRM's field catalogues before reading them again",
+    )
     leadrelay_quiet_window_seconds: float = Field(
         default=1800.0, gt=0, description="How long a lead workflow waits for more submissions"
     )

@@ -111,3 +111,90 @@ def test_note_rules_only_apply_to_leads(tmp_path: Path) -> None:
     text = '[[rules]]\nname = "x"\nentity = "contacts"\nactions = [{ type = "note", text = "t" }]\n'
     with pytest.raises(ValidationError, match="entity 'leads'"):
         FormsConfig.load(write(tmp_path, "forms.toml", text))
+
+
+ISSUE_FORMS_TOML = """
+[utm]
+utm_source = 434731
+utm_medium = 434727
+utm_campaign = 434729
+utm_content = 434725
+utm_term = 434733
+
+[forms.express-course]
+pipeline_id = 6344290
+status_id = 54435014
+responsible_users = [5001, 5002, 5003]
+price_field = "amount"
+
+[forms.express-course.lead_fields]
+600100 = "paymentMethod"
+600200 = "course"
+
+[forms.express-course.contact_fields]
+700300 = "city"
+701000 = "metadata.language"
+
+[forms.quiz]
+responsible_users = [5002]
+"""
+
+
+def test_the_field_keys_of_the_forms_file(tmp_path: Path) -> None:
+    config = FormsConfig.load(write(tmp_path, "forms.toml", ISSUE_FORMS_TOML))
+
+    mapping = config.field_mapping("express-course")
+    assert mapping.utm[434731] == "utm_source"
+    assert mapping.lead == {600100: "paymentMethod", 600200: "course"}
+    assert mapping.contact == {700300: "city", 701000: "metadata.language"}
+    assert mapping.price_field == "amount"
+    # Forms without fields of their own still fill the UTM fields.
+    assert config.field_mapping("unlisted").utm == mapping.utm
+    assert config.field_mapping("unlisted").lead == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[utm]\nutm_sauce = 1\n",
+        "[utm]\nutm_source = 1\nutm_medium = 1\n",
+        "[utm]\nutm_source = 0\n",
+        "[forms.f.lead_fields]\nabc = 'course'\n",
+        "[forms.f.lead_fields]\n5 = 'metadata..language'\n",
+        "[forms.f.contact_fields]\n5 = ''\n",
+        "[forms.f]\nresponsible_users = [0]\n",
+        "[forms.f]\nprice_field = ''\n",
+        "[utm]\nutm_source = 7\n[forms.f.lead_fields]\n7 = 'course'\n",
+    ],
+    ids=[
+        "unknown-utm-name",
+        "utm-id-twice",
+        "utm-id-zero",
+        "field-id-not-a-number",
+        "empty-path-segment",
+        "empty-path",
+        "user-id-zero",
+        "empty-price-field",
+        "lead-field-is-a-utm-field",
+    ],
+)
+def test_bad_field_keys_are_refused_when_the_file_is_read(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ValidationError):
+        FormsConfig.load(write(tmp_path, "forms.toml", text))
+
+
+def test_one_manager_gets_every_lead_and_several_are_spread_by_contact_key(
+    tmp_path: Path,
+) -> None:
+    config = FormsConfig.load(write(tmp_path, "forms.toml", ISSUE_FORMS_TOML))
+    phones = [f"+7701{n:07d}" for n in range(300)]
+
+    quiz = {config.route(submission(form="quiz", phone=p)).responsible_user_id for p in phones}
+    spread = [config.route(submission(phone=p)).responsible_user_id for p in phones]
+    again = [config.route(submission(phone=p, name="другое")).responsible_user_id for p in phones]
+
+    assert quiz == {5002}
+    assert again == spread
+    counts = {user: spread.count(user) for user in (5001, 5002, 5003)}
+    assert all(70 <= count <= 130 for count in counts.values()), counts
+    assert config.route(submission(form="unlisted")).responsible_user_id is None
