@@ -15,6 +15,7 @@ from pathlib import Path
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from leadrelay.payloads import DATA_CONVERTER
 from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 
@@ -29,7 +30,9 @@ def load_history(path: Path) -> WorkflowHistory:
 
 async def replay(paths: list[Path]) -> int:
     """How many histories failed to replay; each outcome is printed."""
-    replayer = Replayer(workflows=WORKFLOWS, workflow_runner=workflow_runner())
+    replayer = Replayer(
+        workflows=WORKFLOWS, workflow_runner=workflow_runner(), data_converter=DATA_CONVERTER
+    )
     failures = 0
     for path in paths:
         history = load_history(path)

@@ -66,6 +66,8 @@ class EntityState:
     events_seen: int = 0
     events_handled: int = 0
     duplicates_dropped: int = 0
+    # Events that did not fit the pending budget even without their raw item.
+    events_refused: int = 0
     last_status_id: int | None = None
     actions: list[ActionTaken] = field(default_factory=list)
     runs: int = 1

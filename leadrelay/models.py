@@ -60,6 +60,17 @@ class LeadError:
 
 
 @dataclass
+class DeadLetter:
+    """A submission that could not be kept: the whole of it is in the history of `run_id`."""
+
+    submission_id: str
+    form: str
+    received_at: str
+    reason: str
+    run_id: str
+
+
+@dataclass
 class OperatorRequest:
     """`resync` (re-read amoCRM) or `note` (add `text` to the lead), sent by a signal."""
 
@@ -95,3 +106,7 @@ class LeadState:
     last_error: LeadError | None = None
     operator_requests: list[OperatorRequest] = field(default_factory=list)
     runs: int = 1
+    submissions_cut: int = 0
+    # The newest dead letters (at most `limits.DEAD_LETTERS_KEPT`); all are counted.
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    dead_lettered: int = 0

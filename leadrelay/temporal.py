@@ -9,6 +9,7 @@ from temporalio.runtime import Runtime
 
 from leadrelay.settings import Settings
 from leadrelay.temporal_tls import api_key, tls_config
+from leadrelay.payloads import DATA_CONVERTER
 
 
 async def connect(
@@ -31,4 +32,5 @@ async def connect(
         lazy=lazy,
         runtime=runtime,
         interceptors=interceptors,
+        data_converter=DATA_CONVERTER,
     )

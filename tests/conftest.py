@@ -15,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
 from cli.devstack import wait_for_port
 from leadrelay import search_attributes
+from leadrelay.payloads import DATA_CONVERTER
 from leadrelay.settings import Settings
 from sandbox.server import serve_in_thread
 from tests.support import Receiver, Stack
@@ -182,6 +184,8 @@ async def stack(
     sandbox_url: str,
     receiver: tuple[Receiver, str],
 ) -> AsyncIterator[Stack]:
+    # The worker's and the API's data converter, as `leadrelay.temporal.connect` sets it.
+    client = Client(**{**temporal_env.client.config(), "data_converter": DATA_CONVERTER})
     async with AsyncExitStack() as exits:
         executor = exits.enter_context(ThreadPoolExecutor(max_workers=4))
         http = await exits.enter_async_context(httpx.AsyncClient(timeout=10))
@@ -197,7 +201,7 @@ async def stack(
                     block_backoff=settings.amocrm_block_backoff_seconds,
                 )
             )
-            for worker in create_workers(temporal_env.client, settings, amo, http, executor):
+            for worker in create_workers(client, settings, amo, http, executor):
                 await workers.enter_async_context(worker)
             running_workers.append(workers)
 
@@ -205,10 +209,8 @@ async def stack(
             await running_workers.pop().aclose()
             await start_workers()
 
-        await ensure_reconcile_schedule(temporal_env.client, settings)
-
         await start_workers()
-        await ensure_reconcile_schedule(temporal_env.client, settings)
+        await ensure_reconcile_schedule(client, settings)
         exits.push_async_callback(lambda: running_workers.pop().aclose())
         api_url = exits.enter_context(serve_in_thread(create_api(settings)))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
@@ -216,7 +218,7 @@ async def stack(
             httpx.AsyncClient(base_url=sandbox_url, timeout=30)
         )
         yield Stack(
-            temporal=temporal_env.client,
+            temporal=client,
             api=api,
             sandbox=sandbox,
             settings=settings,

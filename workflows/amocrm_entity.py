@@ -29,10 +29,11 @@ with workflow.unsafe.imports_passed_through():
         ForwardRequest,
         PlannedAction,
     )
+    from leadrelay.limits import ENTITY_PENDING_BYTES
     from leadrelay.notes import rule_note, rule_note_marker
     from leadrelay.settings import IO_TASK_QUEUE
     from workflows.amocrm_calls import ROUTING_RETRY, add_note_once, call_amocrm, failure_type
-    from workflows.inbox import Inbox, continue_as_new_if_due
+    from workflows.inbox import Inbox, Offered, continue_as_new_if_due
 
 # The downstream must hear about a sale however long it is down.
 FORWARD_RETRY = RetryPolicy(
@@ -41,6 +42,7 @@ FORWARD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
 )
 EVENTS_PER_RUN = 200
+EVENT_KEYS_KEPT = 1000
 ACTIONS_KEPT = 50
 
 
@@ -50,7 +52,14 @@ class AmoEntityWorkflow:
     def __init__(self, start: EntityStart) -> None:
         self._state = start.carried or EntityState(start.entity, start.entity_id)
         self._memory = timedelta(seconds=start.memory_seconds)
-        self._inbox = Inbox(self._state.pending, self._state.handled_keys, _event_key)
+        self._inbox = Inbox(
+            self._state.pending,
+            self._state.handled_keys,
+            _event_key,
+            remember=EVENT_KEYS_KEPT,
+            budget_bytes=ENTITY_PENDING_BYTES,
+            cut=_without_item,
+        )
         self._retry_requested = False
 
     @workflow.run
@@ -70,8 +79,14 @@ class AmoEntityWorkflow:
     @workflow.signal
     def event(self, event: EntityEvent) -> None:
         self._state.events_seen += 1
-        if not self._inbox.offer(event):
+        offered = self._inbox.offer(event)
+        if offered is Offered.REPEAT:
             self._state.duplicates_dropped += 1
+        elif offered is Offered.REFUSED:
+            self._state.events_refused += 1
+            workflow.logger.error(
+                "%s: event %s refused", workflow.info().workflow_id, event.dedup_key
+            )
 
     @workflow.signal
     def retry(self) -> None:
@@ -182,6 +197,11 @@ class AmoEntityWorkflow:
 
 def _event_key(event: EntityEvent) -> str:
     return event.dedup_key
+
+
+def _without_item(event: EntityEvent) -> EntityEvent:
+    """What routing and rules need; the raw item stays in the signal's history event."""
+    return dataclasses.replace(event, item={})
 
 
 def _confirms(current: CurrentLead, event: EntityEvent) -> bool:

@@ -1,6 +1,9 @@
-"""Items signalled to a long-lived workflow: deduplicated, then handled one at a time.
+"""Items signalled to a long-lived workflow: deduplicated, bounded, handled one at a time.
 
-The lists live in the workflow's state dataclass, so continue-as-new carries them.
+The lists live in the workflow's state dataclass, so continue-as-new carries them. What is
+pending is bounded in payload bytes, so the carried state always fits in one Temporal
+payload whatever a caller sends: past the budget a new item is kept cut, and one that does
+not fit even cut is refused (the workflow dead-letters or counts it).
 """
 
 from __future__ import annotations
@@ -8,11 +11,19 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 
 Item = TypeVar("Item")
+
+
+class Offered(StrEnum):
+    QUEUED = "queued"
+    CUT = "cut"
+    REPEAT = "repeat"
+    REFUSED = "refused"
 
 
 async def continue_as_new_if_due(handled_this_run: int, limit: int, next_input: Any) -> None:
@@ -22,6 +33,11 @@ async def continue_as_new_if_due(handled_this_run: int, limit: int, next_input: 
         workflow.continue_as_new(next_input)
 
 
+def payload_size(value: Any) -> int:
+    """Bytes `value` takes as a Temporal payload, with the worker's own converter."""
+    return workflow.payload_converter().to_payloads([value])[0].ByteSize()
+
+
 class Inbox(Generic[Item]):
     def __init__(
         self,
@@ -29,20 +45,34 @@ class Inbox(Generic[Item]):
         handled_ids: list[str],
         id_of: Callable[[Item], str],
         *,
-        remember: int = 1000,
+        remember: int,
+        budget_bytes: int,
+        cut: Callable[[Item], Item],
     ) -> None:
         self._pending = pending
         self._handled_ids = handled_ids
         self._id_of = id_of
         self._remember = remember
+        self._budget = budget_bytes
+        self._cut = cut
+        self._sizes: dict[str, int] = {}
 
-    def offer(self, item: Item) -> bool:
-        """Queue the item unless it was seen already; False means a repeat was dropped."""
+    def offer(self, item: Item) -> Offered:
+        """Queue the item, whole while the budget allows, else cut, else refuse it."""
         item_id = self._id_of(item)
         if item_id in self._handled_ids or any(self._id_of(p) == item_id for p in self._pending):
-            return False
-        self._pending.append(item)
-        return True
+            return Offered.REPEAT
+        room = self._budget - sum(self._size_of(p) for p in self._pending)
+        size = payload_size(item)
+        if size <= room:
+            self._queue(item, size)
+            return Offered.QUEUED
+        cut = self._cut(item)
+        size = payload_size(cut)
+        if size <= room:
+            self._queue(cut, size)
+            return Offered.CUT
+        return Offered.REFUSED
 
     async def next(
         self, quiet_window: timedelta, wake_also: Callable[[], bool] = lambda: False
@@ -58,5 +88,17 @@ class Inbox(Generic[Item]):
 
     def done(self, item: Item) -> None:
         self._pending.remove(item)
-        self._handled_ids.append(self._id_of(item))
+        item_id = self._id_of(item)
+        self._sizes.pop(item_id, None)
+        self._handled_ids.append(item_id)
         del self._handled_ids[: -self._remember]
+
+    def _queue(self, item: Item, size: int) -> None:
+        self._pending.append(item)
+        self._sizes[self._id_of(item)] = size
+
+    def _size_of(self, item: Item) -> int:
+        item_id = self._id_of(item)
+        if item_id not in self._sizes:
+            self._sizes[item_id] = payload_size(item)
+        return self._sizes[item_id]

@@ -25,7 +25,17 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from amocrm.models import CreatedLead, Lead, NewContact, NewLead
     from leadrelay import search_attributes as sa
+    from leadrelay.bounded import cut_submission, cut_text
+    from leadrelay.limits import (
+        DEAD_LETTERS_KEPT,
+        ERROR_MESSAGE_CHARS,
+        LEAD_PENDING_BYTES,
+        OPERATOR_NOTE_CHARS,
+        OPERATOR_REQUESTS_KEPT,
+        PROCESSED_IDS_KEPT,
+    )
     from leadrelay.models import (
+        DeadLetter,
         LeadError,
         LeadStart,
         LeadState,
@@ -45,13 +55,17 @@ with workflow.unsafe.imports_passed_through():
         failure_type,
         write_backoff,
     )
-    from workflows.inbox import Inbox, continue_as_new_if_due
+    from workflows.inbox import Inbox, Offered, continue_as_new_if_due
 
 # Created leads are counted by the create activity (leadrelay_leads_created).
 LEAD_OUTCOMES = {
     Step.UPDATED: ("leadrelay_leads_updated", "Submissions noted on an existing open lead"),
     Step.FAILED: ("leadrelay_leads_failed", "Submissions parked for an operator"),
 }
+DEAD_LETTERS_METRIC = (
+    "leadrelay_submissions_dead_lettered",
+    "Submissions a lead workflow could not keep (its pending budget was full even cut)",
+)
 # Workflows recorded before search attributes existed replay without them.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
@@ -63,7 +77,12 @@ class LeadWorkflow:
         self._state = start.carried or LeadState(lead_key=start.lead_key)
         self._quiet_window = timedelta(seconds=start.quiet_window_seconds)
         self._inbox = Inbox(
-            self._state.pending, self._state.processed_ids, _submission_id, remember=500
+            self._state.pending,
+            self._state.processed_ids,
+            _submission_id,
+            remember=PROCESSED_IDS_KEPT,
+            budget_bytes=LEAD_PENDING_BYTES,
+            cut=self._cut,
         )
         self._retry_requested = False
         self._create_failures = 0
@@ -94,8 +113,14 @@ class LeadWorkflow:
     @workflow.signal
     def submit(self, submission: Submission) -> None:
         self._state.submissions_seen += 1
-        if not self._inbox.offer(submission):
+        offered = self._inbox.offer(submission)
+        if offered is Offered.REPEAT:
             self._state.duplicates_dropped += 1
+        elif offered is Offered.CUT:
+            self._state.submissions_cut += 1
+        elif offered is Offered.REFUSED:
+            self._dead_letter(submission)
+        self._show_details()
 
     @workflow.signal
     def retry(self) -> None:
@@ -105,17 +130,27 @@ class LeadWorkflow:
     @workflow.signal
     def resync(self) -> None:
         """Re-read the contact and its leads from amoCRM, e.g. after a manual merge."""
-        self._state.operator_requests.append(OperatorRequest("resync"))
+        self._request(OperatorRequest("resync"))
 
     @workflow.signal
     def add_note(self, text: str) -> None:
-        self._state.operator_requests.append(OperatorRequest("note", text))
+        self._request(OperatorRequest("note", cut_text(text, OPERATOR_NOTE_CHARS)))
 
     @workflow.query
     def state(self) -> LeadState:
         return self._state
 
     # --- operator requests ----------------------------------------------------
+
+    def _request(self, request: OperatorRequest) -> None:
+        if len(self._state.operator_requests) >= OPERATOR_REQUESTS_KEPT:
+            self._state.last_error = LeadError(
+                "TooManyRequests",
+                f"{OPERATOR_REQUESTS_KEPT} operator requests are queued; {request.kind} refused",
+                workflow.now().isoformat(),
+            )
+            return
+        self._state.operator_requests.append(request)
 
     async def _serve(self, request: OperatorRequest) -> None:
         try:
@@ -130,7 +165,9 @@ class LeadWorkflow:
                 await call_amocrm(AmoActivities.add_lead_note, note, summary="add operator note")
         except ActivityError as err:
             self._state.last_error = LeadError(
-                failure_type(err), str(err.cause or err), workflow.now().isoformat()
+                failure_type(err),
+                cut_text(str(err.cause or err), ERROR_MESSAGE_CHARS) or "",
+                workflow.now().isoformat(),
             )
         self._show_details()
 
@@ -290,6 +327,30 @@ class LeadWorkflow:
 
     # --- plumbing -------------------------------------------------------------
 
+    def _cut(self, submission: Submission) -> Submission:
+        info = workflow.info()
+        return cut_submission(
+            submission, f"истории Temporal: workflow {info.workflow_id}, run {info.run_id}"
+        )
+
+    def _dead_letter(self, submission: Submission) -> None:
+        state = self._state
+        state.dead_lettered += 1
+        state.dead_letters.append(
+            DeadLetter(
+                submission_id=submission.submission_id,
+                form=submission.form,
+                received_at=submission.received_at,
+                reason=f"pending submissions exceeded {LEAD_PENDING_BYTES} bytes even cut",
+                run_id=workflow.info().run_id,
+            )
+        )
+        del state.dead_letters[:-DEAD_LETTERS_KEPT]
+        workflow.metric_meter().create_counter(*DEAD_LETTERS_METRIC).add(1)
+        workflow.logger.error(
+            "lead %s: submission %s dead-lettered", state.lead_key, submission.submission_id
+        )
+
     def _adopt(self, lead_id: int, route: Route) -> None:
         self._state.lead_id = lead_id
         self._state.lead_route_pipeline_id = route.pipeline_id
@@ -303,7 +364,7 @@ class LeadWorkflow:
         cause = err.cause or err
         self._state.last_error = LeadError(
             kind=failure_type(err),
-            message=str(cause),
+            message=cut_text(str(cause), ERROR_MESSAGE_CHARS) or "",
             at=workflow.now().isoformat(),
             submission_id=submission.submission_id,
         )
@@ -343,6 +404,11 @@ class LeadWorkflow:
             f"**submissions** {state.submissions_processed} processed, "
             f"{len(state.pending)} pending, {state.duplicates_dropped} repeats dropped",
         ]
+        if state.submissions_cut or state.dead_lettered:
+            lines.append(
+                f"**bounded** {state.submissions_cut} kept cut, "
+                f"{state.dead_lettered} dead letters (see the `state` query)"
+            )
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))

@@ -1,0 +1,103 @@
+"""Whatever one person sends, their lead workflow stays inside Temporal's limits.
+
+Numbered failure 4 of issue 8: 40 different 56 KB forms for one phone, all answered 202,
+grew the lead workflow's continue-as-new input to 6.3 MB against Temporal's 2 MB limit;
+its workflow task then failed forever and 39 of the 40 never reached amoCRM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from temporalio.service import RPCError, RPCStatusCode
+
+from leadrelay.limits import LEAD_PENDING_BYTES
+from leadrelay.models import LeadState, Submission
+from leadrelay.payloads import DATA_CONVERTER
+from tests.support import Stack, eventually
+from workflows.lead import LeadWorkflow
+
+FORMS = 40
+ANSWERS = 14
+ANSWER_LETTERS = 2000  # Cyrillic: 4 KB a answer in UTF-8, 56 KB a form
+
+
+def big_quiz(phone: str, number: int) -> dict[str, Any]:
+    """A quiz form of about 56 KB, different for every `number`."""
+    answers = [
+        {"question": f"Вопрос {n}", "answer": f"{number}-{n} " + "Ж" * ANSWER_LETTERS}
+        for n in range(ANSWERS)
+    ]
+    return {"name": f"Айгерим {number}", "phone": phone, "proftestAnswers": answers}
+
+
+async def test_forty_large_forms_for_one_person_all_reach_amocrm(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    phone = new_phone()
+    sizes = {len(json.dumps(big_quiz(phone, n), ensure_ascii=False).encode()) for n in range(3)}
+    assert min(sizes) > 56_000, sizes
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as api:
+        answers = await asyncio.gather(
+            *(api.post("/api/landing/proftest", json=big_quiz(phone, n)) for n in range(FORMS))
+        )
+    accepted = {r.json()["submission_id"] for r in answers if r.status_code == 202}
+    assert all(r.status_code in (202, 429) for r in answers), [r.status_code for r in answers]
+    assert accepted, "intake accepted none of the forms"
+
+    handle = stack.temporal.get_workflow_handle_for(LeadWorkflow.run, f"lead-{phone}")
+    state: LeadState | None = None
+
+    async def every_accepted_form_is_in_amocrm_or_dead_lettered() -> bool:
+        nonlocal state
+        try:
+            state = await handle.query(LeadWorkflow.state)
+        except RPCError as err:  # not started yet: the outbox may still hold the forms
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        noted = await _noted_submission_ids(stack, accepted)
+        dead = {letter.submission_id for letter in state.dead_letters}
+        return accepted <= noted | dead
+
+    await eventually(every_accepted_form_is_in_amocrm_or_dead_lettered, within=240, interval=2)
+    assert state is not None
+    assert state.submissions_processed + state.dead_lettered == len(accepted)
+    assert state.runs > 1 or _carried_size(state) < LEAD_PENDING_BYTES * 2
+
+
+async def _noted_submission_ids(stack: Stack, accepted: set[str]) -> set[str]:
+    notes = [note["params"]["text"] for note in (await stack.sandbox_state())["notes"]]
+    return {sid for sid in accepted if any(f"id {sid[:16]}" in text for text in notes)}
+
+
+def _carried_size(state: LeadState) -> int:
+    return DATA_CONVERTER.payload_converter.to_payloads([state])[0].ByteSize()
+
+
+def test_a_cut_submission_still_names_the_person_and_says_what_was_cut() -> None:
+    from leadrelay.bounded import CUT_NOTICE_FIELD, cut_submission
+    from leadrelay.notes import submission_note
+
+    whole = Submission(
+        submission_id="f" * 64,
+        form="proftest",
+        received_at="2026-01-01T00:00:00+00:00",
+        name="Айгерим",
+        phone="+77011234567",
+        comment="Ж" * 5000,
+        utm={"utm_source": "fb"},
+        extras={"proftestAnswers": [{"q": "Кто вы?", "a": "Ж" * 5000}]},
+    )
+    cut = cut_submission(whole, "истории Temporal")
+    note = submission_note(cut)
+    assert "+77011234567" in note and "Айгерим" in note and "utm_source=fb" in note
+    assert f"{CUT_NOTICE_FIELD}:" in note and "истории Temporal" in note
+    assert f"id {whole.submission_id[:16]}" in note
+    assert len(note.encode()) < 4000
