@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from temporalio.client import Client, Interceptor
 from temporalio.runtime import Runtime
 
+from leadrelay.payloads import DATA_CONVERTER
 from leadrelay.settings import Settings
 from leadrelay.temporal_tls import api_key, tls_config
-from leadrelay.payloads import DATA_CONVERTER
 
 
 async def connect(
