@@ -31,6 +31,7 @@ from leadrelay.logs import configure_logging
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
 from leadrelay.telemetry import worker_runtime
 from leadrelay.temporal import connect
+from leadrelay.tracing import Tracing
 from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 from workflows.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
@@ -39,7 +40,7 @@ from workflows.starts import deliver_entity_event
 FORWARD_TIMEOUT_SECONDS = 20.0
 
 
-def amo_client(settings: Settings) -> AmoClient:
+def amo_client(settings: Settings, tracing: Tracing | None = None) -> AmoClient:
     if not settings.amocrm_base_url:
         raise SystemExit("AMOCRM_BASE_URL must be set (make run starts the sandbox)")
     return AmoClient(
@@ -50,6 +51,7 @@ def amo_client(settings: Settings) -> AmoClient:
         requests_per_second=settings.amocrm_rps / settings.amocrm_workers,
         timeout=settings.amocrm_timeout_seconds,
         block_backoff=settings.amocrm_block_backoff_seconds,
+        transport=tracing.http_transport("amocrm") if tracing else None,
     )
 
 
@@ -139,8 +141,11 @@ async def check_forms_against_account(
 async def main() -> None:
     settings = Settings()
     configure_logging(settings.leadrelay_log_level)
+    tracing = Tracing.from_environment("leadrelay-worker")
     client = await connect(
-        settings, runtime=worker_runtime(settings.leadrelay_worker_metrics_address)
+        settings,
+        runtime=worker_runtime(settings.leadrelay_worker_metrics_address),
+        interceptors=tracing.temporal_interceptors(),
     )
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -148,8 +153,10 @@ async def main() -> None:
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with (
             AsyncExitStack() as running,
-            amo_client(settings) as amo,
-            httpx.AsyncClient(timeout=FORWARD_TIMEOUT_SECONDS) as http,
+            amo_client(settings, tracing) as amo,
+            httpx.AsyncClient(
+                timeout=FORWARD_TIMEOUT_SECONDS, transport=tracing.http_transport("forward")
+            ) as http,
         ):
             catalogues = FieldCatalogueCache(settings.leadrelay_field_catalogue_ttl_seconds)
             for worker in create_workers(client, settings, amo, http, executor, catalogues):
@@ -168,6 +175,7 @@ async def main() -> None:
             await stop.wait()
             startup_check.cancel()
             logging.info("shutting down: finishing the tasks in hand")
+    tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from api.delivery import Parcel, event_parcel, raw_webhook_parcel
 from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.settings import Settings
+from leadrelay.tracing import annotate_span
 from webhooks.decoder import DecodedWebhook, decode_webhook
 from webhooks.entity_events import entity_event as to_entity_event
 
@@ -65,6 +66,9 @@ async def receive_webhook(
             problems=problems,
         )
         parcels.append(raw_webhook_parcel(kept))
+    annotate_span(
+        hook=hook, workflow_ids=[parcel.workflow_id for parcel in parcels], kept_raw=bool(problems)
+    )
     route = await delivery.deliver(parcels) if parcels else None
     metrics.webhooks.labels(hook, "raw" if problems else "events").inc()
     return JSONResponse(

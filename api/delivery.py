@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
+from opentelemetry import trace
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -26,6 +27,7 @@ from workflows.starts import (
     deliver_submission,
     raw_webhook_workflow_id,
 )
+from leadrelay.tracing import continued_trace, current_traceparent
 
 
 class Route(StrEnum):
@@ -65,8 +67,16 @@ def raw_webhook_parcel(raw: RawWebhook) -> Parcel:
 
 
 class Delivery:
-    def __init__(self, client: Client, settings: Settings, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        outbox: Outbox,
+        *,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self._client = client
+        self._tracer = tracer or trace.NoOpTracer()
         self._settings = settings
         self._outbox = outbox
         self._deadline = settings.leadrelay_ack_deadline_ms / 1000
@@ -93,14 +103,30 @@ class Delivery:
             except (TimeoutError, RPCError, RuntimeError):
                 # RuntimeError is how a lazy client reports that it cannot connect.
                 pass
+        # The request's trace goes with the entry, so its delivery later joins that trace.
+        traceparent = current_traceparent()
         await self._outbox.append(
-            [NewEntry(parcel.kind, parcel.workflow_id, parcel.payload) for parcel in parcels]
+            [
+                NewEntry(parcel.kind, parcel.workflow_id, parcel.payload, traceparent)
+                for parcel in parcels
+            ]
         )
         return Route.OUTBOX
 
     async def redeliver(self, entry: OutboxEntry) -> None:
-        """What the outbox drainer calls: the same send, with no deadline of ours."""
-        await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
+        """What the outbox drainer calls: the same send, with no deadline of ours, in the
+        trace of the request that accepted it."""
+        with (
+            continued_trace(entry.traceparent),
+            self._tracer.start_as_current_span(
+                "outbox redelivery",
+                attributes={
+                    "leadrelay.workflow_id": entry.workflow_id,
+                    "leadrelay.outbox_attempts": entry.attempts,
+                },
+            ),
+        ):
+            await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
 
     def _send(self, parcel: Parcel) -> Awaitable[Any]:
         senders: dict[Kind, Callable[[dict[str, Any]], Awaitable[Any]]] = {

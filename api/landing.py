@@ -12,6 +12,7 @@ from api.delivery import Route, submission_parcel
 from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
 from api.intake import MAX_BODY_BYTES, FieldProblem, InvalidForm, build_submission, decode_body
 from leadrelay.contact import contact_key, lead_workflow_id
+from leadrelay.tracing import annotate_span
 
 router = APIRouter(tags=["intake"])
 
@@ -64,7 +65,9 @@ async def submit_landing_form(
     except InvalidForm as err:
         return _rejected(status.HTTP_422_UNPROCESSABLE_CONTENT, err.problems)
     key = contact_key(submission.phone, submission.email)
+    annotate_span(form=form, workflow_id=lead_workflow_id(key))
     route = await delivery.deliver([submission_parcel(key, submission)])
+    annotate_span(delivered_via=route)
     metrics.leads_accepted.labels(route).inc()
     return Accepted(
         lead_key=key,

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     workflow_id TEXT NOT NULL,
     payload TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    traceparent TEXT
 )
 """
 
@@ -46,6 +47,7 @@ class OutboxEntry:
     payload: dict[str, Any]
     attempts: int
     last_error: str | None
+    traceparent: str | None = None
 
 
 @dataclass
@@ -53,6 +55,8 @@ class NewEntry:
     kind: str
     workflow_id: str
     payload: dict[str, Any]
+    traceparent: str | None = None
+    """The W3C trace context of the request that accepted it."""
 
 
 class Outbox:
@@ -69,6 +73,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "traceparent" not in columns:  # an outbox written before tracing
+            self._db.execute("ALTER TABLE outbox ADD COLUMN traceparent TEXT")
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self._waiting: list[tuple[list[NewEntry], asyncio.Future[None]]] = []
         self._committing: asyncio.Task[None] | None = None
@@ -117,24 +124,26 @@ class Outbox:
     def _insert(self, entries: list[NewEntry]) -> None:
         now = time.time()
         rows = [
-            (now, e.kind, e.workflow_id, json.dumps(e.payload, ensure_ascii=False)) for e in entries
+            (now, e.kind, e.workflow_id, json.dumps(e.payload, ensure_ascii=False), e.traceparent)
+            for e in entries
         ]
         with self._db:  # one transaction, one fsync
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT INTO outbox (created_at, kind, workflow_id, payload) VALUES (?, ?, ?, ?)",
+                "INSERT INTO outbox (created_at, kind, workflow_id, payload, traceparent) "
+                "VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
         self._depth += len(rows)
 
     def _oldest(self, limit: int) -> list[OutboxEntry]:
         rows = self._db.execute(
-            "SELECT id, created_at, kind, workflow_id, payload, attempts, last_error "
-            "FROM outbox ORDER BY id LIMIT ?",
+            "SELECT id, created_at, kind, workflow_id, payload, attempts, last_error, "
+            "traceparent FROM outbox ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
         return [
-            OutboxEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])
+            OutboxEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7])
             for row in rows
         ]
 

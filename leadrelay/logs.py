@@ -12,6 +12,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 _EMAIL = r"(?P<email>(?P<first>[\w%+-])[\w.%+-]*@(?P<domain>[\w-]+(?:\.[\w-]+)+))"
 # Ten or more digits, optionally grouped by spaces, hyphens or parentheses as people write
 # phones (`8 (777) 111-22-33`). A date-time such as `2026-01-01 12:00` is not a phone.
@@ -61,6 +63,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "trace_id": _trace_id(),
         }
         line.update(_temporal_fields(record))
         if record.exc_info:
@@ -68,6 +71,12 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = mask(self.formatStack(record.stack_info))
         return json.dumps(line, ensure_ascii=False)
+
+
+def _trace_id() -> str | None:
+    """The OpenTelemetry trace the line was written in; null outside any (or untraced)."""
+    span_context = trace.get_current_span().get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
 
 
 def _temporal_fields(record: logging.LogRecord) -> dict[str, str]:

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, Interceptor
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from amocrm.client import AmoClient
@@ -52,7 +53,12 @@ class Deployment:
         states: list[LeadState] = []
 
         async def lead_in_amocrm() -> bool:
-            states.append(await handle.query(LeadWorkflow.state))
+            try:
+                states.append(await handle.query(LeadWorkflow.state))
+            except RPCError as err:  # the outbox may not have delivered it yet
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return False
+                raise
             return states[-1].step in DONE_STEPS and states[-1].lead_id is not None
 
         await eventually(lead_in_amocrm, within=60)
@@ -85,4 +91,9 @@ async def deployment(
             await exits.enter_async_context(worker)
         api_url = exits.enter_context(serve_in_thread(app))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
+
+        async def api_reaches_temporal() -> bool:
+            return (await api.get("/healthz")).status_code == 200
+
+        await eventually(api_reaches_temporal, within=30)
         yield Deployment(client, api)

@@ -27,6 +27,7 @@ from leadrelay.settings import AMOCRM_TASK_QUEUE, Settings
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
+README = ROOT / "README.md"
 
 # The custom search attributes of lead workflows, all registered as Keyword.
 SEARCH_ATTRIBUTES = [
@@ -40,9 +41,20 @@ SEARCH_ATTRIBUTES = [
 ]
 
 # Variables set on api/worker that are not Settings fields, each with the reason it is
-# there. Empty today: anything else would be a typo that Settings silently ignores
-# (extra="ignore"), leaving the process on its default.
-NON_SETTINGS_ENV: dict[str, str] = {}
+# there. Anything else would be a typo that Settings silently ignores (extra="ignore"),
+# leaving the process on its default.
+_READ_BY_OTEL = "read by the OpenTelemetry SDK (leadrelay/tracing.py)"
+NON_SETTINGS_ENV: dict[str, str] = {
+    name: _READ_BY_OTEL
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    )
+}
 
 APP_SERVICES = ("api", "worker")
 PARTITION_KEYS = ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions")
@@ -339,9 +351,23 @@ def test_depends_on_targets_exist_and_are_always_started(services):
                 assert not services[target].get("profiles"), f"{name} needs profiled {target}"
 
 
-def test_sandbox_runs_only_in_its_profile(services):
-    assert services["sandbox"].get("profiles") == ["sandbox"]
-    assert [name for name, svc in services.items() if svc.get("profiles")] == ["sandbox"]
+def test_optional_services_run_only_in_their_profiles(services):
+    """A plain `docker compose up` starts neither the sandbox, nor tracing, nor monitoring."""
+    profiled = {name: svc["profiles"] for name, svc in services.items() if svc.get("profiles")}
+    assert profiled == {"sandbox": ["sandbox"], "jaeger": ["tracing"]}
+
+
+def test_tracing_is_off_by_default_and_wired_to_jaeger(raw_compose):
+    defaults = resolve(raw_compose["services"], {})
+    example = resolve(raw_compose["services"], env_example())
+    for name in APP_SERVICES:
+        assert environment(defaults[name])["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        assert environment(example[name])["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    jaeger = defaults["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/all-in-one:")
+    assert environment(jaeger)["COLLECTOR_OTLP_ENABLED"] == "true"
+    # The endpoint the README tells operators to set: Jaeger's OTLP/HTTP port, by name.
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in README.read_text(encoding="utf-8")
 
 
 def test_bind_mounts_and_mounted_scripts_exist(services):

@@ -1,0 +1,259 @@
+"""One trace per lead: API → signal-with-start → workflow → activities → amoCRM HTTP.
+
+The API and the worker are built as their processes build them, each with a `Tracing`
+from the OTEL_* variables, exporting to an in-process OTLP receiver over `http/protobuf`
+and over `grpc`. They run in a namespace of their own, so every span seen is theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from urllib.parse import urlencode
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from leadrelay.admin import setup_search_attributes
+from leadrelay.contact import lead_workflow_id
+from leadrelay.events import entity_workflow_id
+from leadrelay.logs import JsonFormatter
+from leadrelay.settings import Settings
+from leadrelay.tracing import Tracing
+from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
+from tests.isolated import Deployment, deployment, register_namespace
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.support import eventually
+
+NAMESPACE = "leadrelay-tracing"
+LANDING_SPAN = "POST /api/landing/{form}"
+PERSON_NAME = "Трассировка Тестовна"
+# Attributes that may hold a workflow id, where a phone or an email is allowed.
+WORKFLOW_ID_ATTRIBUTES = {"temporalWorkflowID", "leadrelay.workflow_id", "leadrelay.workflow_ids"}
+
+
+@pytest.fixture(scope="module")
+def otlp() -> Iterator[tuple[OtlpReceiver, dict[str, str]]]:
+    with otlp_receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def traced_settings(
+    temporal_env: WorkflowEnvironment, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    await register_namespace(temporal_env, NAMESPACE)
+    traced = settings.model_copy(
+        update={
+            "temporal_namespace": NAMESPACE,
+            "leadrelay_outbox_path": tmp_path_factory.mktemp("traced") / "outbox.sqlite3",
+        }
+    )
+    await setup_search_attributes(traced)
+    return traced
+
+
+@pytest.fixture
+def traced_deployment(
+    otlp: tuple[OtlpReceiver, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., AbstractAsyncContextManager[Deployment]]:
+    """API and workers tracing to the receiver; their spans are flushed on exit."""
+
+    @asynccontextmanager
+    async def run(settings: Settings, protocol: str = "http/protobuf") -> AsyncIterator[Deployment]:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp[1][protocol])
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+        monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+        api_tracing = Tracing.from_environment("leadrelay-api")
+        worker_tracing = Tracing.from_environment("leadrelay-worker")
+        try:
+            async with deployment(
+                settings,
+                create_app(settings, tracing=api_tracing),
+                interceptors=worker_tracing.temporal_interceptors(),
+                amo_transport=worker_tracing.http_transport("amocrm"),
+            ) as running:
+                yield running
+        finally:
+            await asyncio.to_thread(api_tracing.shutdown)
+            await asyncio.to_thread(worker_tracing.shutdown)
+
+    return run
+
+
+def one_span(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
+    found = [span for span in spans if span.name == name]
+    assert len(found) == 1, f"{name}: {len(found)} spans in {sorted(s.name for s in spans)}"
+    return found[0]
+
+
+def assert_nothing_private(spans: list[ReceivedSpan], *secrets: str) -> None:
+    for span in spans:
+        for name, value in span.attributes.items():
+            text = json.dumps(value, ensure_ascii=False)
+            for secret in (SANDBOX_TOKEN, WEBHOOK_TOKEN, "Bearer", PERSON_NAME, *secrets):
+                if name not in WORKFLOW_ID_ATTRIBUTES or secret in (SANDBOX_TOKEN, "Bearer"):
+                    assert secret not in text, f"{span.name}: {name}={text}"
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+async def test_one_lead_is_one_trace_from_the_form_to_amocrm(
+    traced_settings, traced_deployment, otlp, protocol, new_phone: Callable[[], str]
+):
+    phone = new_phone()
+    workflow_id = lead_workflow_id(phone)
+    # A deadline no CI hiccup reaches, so this form is delivered in its request.
+    direct = traced_settings.model_copy(update={"leadrelay_ack_deadline_ms": 10_000})
+    async with traced_deployment(direct, protocol) as running:
+        body = {"name": PERSON_NAME, "phone": phone, "comment": "перезвоните"}
+        answer = await running.api.post("/api/landing/proftest", json=body)
+        assert answer.status_code == 202, answer.text
+        await running.lead_done(workflow_id)
+
+    collected = otlp[0]
+    landing = [
+        span
+        for span in collected.named(LANDING_SPAN)
+        if span.attributes.get("leadrelay.workflow_id") == workflow_id
+    ]
+    assert len(landing) == 1
+    request = landing[0]
+    assert request.service == "leadrelay-api"
+    assert request.attributes["leadrelay.form"] == "proftest"
+    spans = collected.trace(request.trace_id)
+    by_id = {span.span_id: span for span in spans}
+
+    start = one_span(spans, "SignalWithStartWorkflow:LeadWorkflow")
+    assert start.parent_span_id == request.span_id
+    assert start.attributes["temporalWorkflowID"] == workflow_id
+    run = one_span(spans, "RunWorkflow:LeadWorkflow")
+    assert run.service == "leadrelay-worker" and run.parent_span_id == start.span_id
+    for activity, method, path in [
+        ("amocrm.search_contacts", "GET", "/api/v4/contacts"),
+        ("amocrm.create_lead", "POST", "/api/v4/leads/complex"),
+    ]:
+        executed = one_span(spans, f"RunActivity:{activity}")
+        assert by_id[executed.parent_span_id].name == f"StartActivity:{activity}"
+        http = one_span(spans, f"amocrm {method} {path}")
+        assert http.parent_span_id == executed.span_id
+        assert http.attributes["amocrm.method"] == method
+        assert http.attributes["amocrm.path"] == path
+        assert 200 <= http.attributes["http.status_code"] < 300
+    # The search's query string held the phone's digits; spans never keep a query.
+    assert_nothing_private(spans, phone, phone[-10:])
+
+
+async def test_a_submission_from_the_outbox_keeps_its_trace(
+    traced_settings, traced_deployment, otlp, new_phone: Callable[[], str]
+):
+    """An ack deadline no send can meet puts the form in the outbox; the drainer's
+    delivery then joins the trace of the request that accepted it."""
+    phone = new_phone()
+    workflow_id = lead_workflow_id(phone)
+    via_outbox = traced_settings.model_copy(update={"leadrelay_ack_deadline_ms": 0.001})
+    async with traced_deployment(via_outbox) as running:
+        answer = await running.api.post("/api/landing/proftest", json={"phone": phone})
+        assert answer.json()["delivered_via"] == "outbox"
+        await running.lead_done(workflow_id)
+
+    collected = otlp[0]
+    request = next(
+        span
+        for span in collected.named(LANDING_SPAN)
+        if span.attributes.get("leadrelay.workflow_id") == workflow_id
+    )
+    spans = collected.trace(request.trace_id)
+    redelivery = next(
+        span
+        for span in spans
+        if span.name == "outbox redelivery"
+        and span.attributes["leadrelay.workflow_id"] == workflow_id
+    )
+    assert redelivery.parent_span_id == request.span_id
+    assert any(
+        span.name == "SignalWithStartWorkflow:LeadWorkflow"
+        and span.parent_span_id == redelivery.span_id
+        for span in spans
+    )
+    assert {"RunWorkflow:LeadWorkflow", "RunActivity:amocrm.create_lead"} <= {
+        span.name for span in spans
+    }
+
+
+async def test_a_webhook_is_one_trace_into_its_entity_workflow(
+    traced_settings, traced_deployment, otlp
+):
+    lead_id = 70_000_001
+    body = urlencode(
+        {
+            "leads[status][0][id]": lead_id,
+            "leads[status][0][status_id]": 777,
+            "leads[status][0][pipeline_id]": 555,
+            "leads[status][0][last_modified]": 1_700_000_000,
+        }
+    )
+    workflow_id = entity_workflow_id("leads", lead_id)
+    async with traced_deployment(traced_settings) as running:
+        answer = await running.api.post(
+            "/api/amocrm/tracing",
+            params={"token": WEBHOOK_TOKEN},
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert answer.json()["events"] == 1, answer.text
+        handle = running.client.get_workflow_handle(workflow_id)
+
+        async def handled() -> bool:
+            return (await handle.describe()).history_length > 3
+
+        await eventually(handled)
+
+    collected = otlp[0]
+    request = next(
+        span
+        for span in collected.named("POST /api/amocrm/{hook}")
+        if workflow_id in span.attributes.get("leadrelay.workflow_ids", [])
+    )
+    assert request.attributes["leadrelay.hook"] == "tracing"
+    spans = collected.trace(request.trace_id)
+    start = one_span(spans, "SignalWithStartWorkflow:AmoEntityWorkflow")
+    assert start.parent_span_id == request.span_id
+    assert one_span(spans, "RunWorkflow:AmoEntityWorkflow").parent_span_id == start.span_id
+    assert_nothing_private(spans)  # the ?token= never reaches a span
+
+
+def test_log_lines_carry_the_trace_id():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("tests.tracing")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with Tracing(TracerProvider()).tracer("test").start_as_current_span("work") as span:
+            log.warning("inside")
+        log.warning("outside")
+    finally:
+        log.removeHandler(handler)
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    assert outside["trace_id"] is None
+
+
+def test_tracing_is_off_without_an_endpoint_and_refuses_unknown_protocols():
+    assert not Tracing.from_environment("x", {}).enabled
+    assert Tracing.from_environment("x", {}).temporal_interceptors() == []
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        Tracing.from_environment(
+            "x",
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+            },
+        )
