@@ -21,13 +21,13 @@ from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.models import Submission
 from leadrelay.settings import Settings
+from leadrelay.tracing import continued_trace, current_traceparent
 from workflows.starts import (
     deliver_entity_event,
     deliver_raw_webhook,
     deliver_submission,
     raw_webhook_workflow_id,
 )
-from leadrelay.tracing import continued_trace, current_traceparent
 
 
 class Route(StrEnum):
