@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from leadrelay.admin import setup_search_attributes
+from cli.admin import setup_search_attributes
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import entity_workflow_id
 from leadrelay.logs import JsonFormatter
