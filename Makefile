@@ -23,6 +23,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Load benchmark and fault drill (see README, Benchmarks); extra flags via BENCH_ARGS / DRILL_ARGS.
 bench: $(STAMP)

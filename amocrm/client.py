@@ -196,7 +196,10 @@ class AmoClient:
 
     async def get_lead_with_contacts(self, lead_id: int) -> dict[str, Any]:
         """The lead as amoCRM has it now, raw, with its contacts' ids."""
-        return await self._request("GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"})
+        lead: dict[str, Any] = await self._request(
+            "GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"}
+        )
+        return lead
 
     async def add_lead_task(self, lead_id: int, text: str, complete_till: int) -> None:
         await self._request(

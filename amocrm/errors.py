@@ -6,7 +6,9 @@ from __future__ import annotations
 class AmoError(Exception):
     """Base class; `status` is None when no HTTP answer arrived."""
 
-    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.request_id = request_id
@@ -19,16 +21,30 @@ class AmoOutcomeUnknown(AmoError):
 class AmoRateLimited(AmoError):
     """HTTP 429. `retry_after` is what amoCRM asked for, when it said."""
 
-    def __init__(self, message: str, *, retry_after: float | None, **kwargs: object):
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
         self.retry_after = retry_after
 
 
 class AmoBlocked(AmoError):
     """HTTP 403: the account or IP is blocked; all traffic must pause for minutes."""
 
-    def __init__(self, message: str, *, retry_after: float, **kwargs: object):
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
         self.retry_after = retry_after
 
 
@@ -45,9 +61,10 @@ class AmoRejected(AmoError):
         *,
         problems: list[str] | None = None,
         paths: list[str] | None = None,
-        **kwargs: object,
-    ):
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
         self.problems = problems or []
         # The `path` of each validation error, e.g. `0.custom_fields_values.2.field_id`.
         self.paths = paths or []

@@ -18,19 +18,23 @@ from leadrelay.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_temporal(request: Request) -> Client:
-    return request.app.state.temporal
+    temporal: Client = request.app.state.temporal
+    return temporal
 
 
 async def get_delivery(request: Request) -> Delivery:
-    return request.app.state.delivery
+    delivery: Delivery = request.app.state.delivery
+    return delivery
 
 
 async def get_metrics(request: Request) -> ApiMetrics:
-    return request.app.state.metrics
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -57,7 +57,8 @@ async def get_lead(lead_key: str, settings: SettingsDep, temporal: TemporalDep) 
             key = contact_key(normalize_phone(lead_key, settings.leadrelay_phone_region), None)
     except InvalidContact as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from err
-    handle = temporal.get_workflow_handle_for(LeadWorkflow.run, lead_workflow_id(key))
+    # get_workflow_handle_for(LeadWorkflow.run, ...) takes a union mypy cannot infer from.
+    handle = temporal.get_workflow_handle(lead_workflow_id(key), result_type=LeadState)
     try:
         state = await handle.query(LeadWorkflow.state)
     except RPCError as err:

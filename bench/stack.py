@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import os
 import shutil
@@ -448,17 +447,5 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def _temporal_command(port: int, db: Path) -> list[str]:
-    """devstack's dev server command (WAL, one partition), with our port, file and no UI.
-
-    Copes with both shapes of `temporal_dev_server_command`: (host, port, db, ui_port=)
-    and the older (host, port) with a fixed file and UI port.
-    """
-    parameters = inspect.signature(temporal_dev_server_command).parameters
-    if "db" in parameters:
-        return temporal_dev_server_command(HOST, port, db, ui_port=None)  # type: ignore[call-arg]
-    command = temporal_dev_server_command(HOST, port)  # type: ignore[call-arg]
-    command[command.index("--db-filename") + 1] = str(db)
-    if "--ui-port" in command:
-        index = command.index("--ui-port")
-        del command[index : index + 2]
-    return [*command, "--headless"]
+    """devstack's dev server command (WAL, one partition), with our port, file and no UI."""
+    return temporal_dev_server_command(HOST, port, db, ui_port=None)
