@@ -6,6 +6,7 @@ client's pacer. The worker's start-up check and `check-forms` use it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,8 +20,9 @@ T = TypeVar("T")
 async def read_account_facts(client: AmoClient) -> AccountFacts:
     pipelines = await client.pipelines()
     fields: dict[FieldEntity, dict[int, CustomField]] = {}
-    for entity in ("leads", "contacts"):
-        catalogue = await all_pages(lambda page, e=entity: client.custom_fields_page(e, page))
+    entities: tuple[FieldEntity, ...] = ("leads", "contacts")
+    for entity in entities:
+        catalogue = await all_pages(functools.partial(client.custom_fields_page, entity))
         fields[entity] = {custom_field.id: custom_field for custom_field in catalogue}
     users = await all_pages(client.users_page)
     return AccountFacts(
