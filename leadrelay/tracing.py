@@ -84,11 +84,11 @@ class Tracing:
             return None
 
         async def name_and_redact(span: trace.Span, request: RequestInfo) -> None:
-            url = httpx.URL(request.url)
+            path = _path_of(request.url)
             method = request.method.decode()
-            span.update_name(f"{peer} {method} {url.path}")
+            span.update_name(f"{peer} {method} {path}")
             span.set_attribute(f"{peer}.method", method)
-            span.set_attribute(f"{peer}.path", url.path)
+            span.set_attribute(f"{peer}.path", path)
             redact_url_attributes(span)
 
         async def keep_redacted(
@@ -165,3 +165,10 @@ def continued_trace(traceparent: str | None) -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def _path_of(url: httpx.URL | tuple[bytes, bytes, int | None, bytes]) -> str:
+    """The path of a request's URL, given whole or as the raw (scheme, host, port, target)."""
+    if isinstance(url, httpx.URL):
+        return url.path
+    return httpx.URL(url[3].decode("ascii")).path
