@@ -35,7 +35,7 @@ from leadrelay.tracing import Tracing
 from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 from workflows.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
-from workflows.starts import deliver_entity_event
+from workflows.starts import deliver_entity_event, resync_leads_of
 
 FORWARD_TIMEOUT_SECONDS = 20.0
 
@@ -73,7 +73,10 @@ def create_workers(
     async def deliver_event(event: EntityEvent) -> None:
         await deliver_entity_event(client, settings, event)
 
-    delivery = DeliveryActivities(settings, http, deliver_event)
+    async def resync_leads(lead_id: int) -> int:
+        return await resync_leads_of(client, lead_id)
+
+    delivery = DeliveryActivities(settings, http, deliver_event, resync_leads)
     keepalive = TokenKeepAliveActivities(amo)
     workflow_worker = Worker(
         client,
@@ -90,6 +93,7 @@ def create_workers(
             delivery.forward_event,
             delivery.redeliver_raw_webhook,
             delivery.deliver_entity_events,
+            delivery.announce_lead_deleted,
         ],
     )
     # Every worker on this queue must set the same limit: the last poller's value wins.
@@ -98,8 +102,10 @@ def create_workers(
         task_queue=AMOCRM_TASK_QUEUE,
         activities=[
             amocrm.search_contacts,
+            amocrm.search_contacts_page,
             amocrm.create_lead,
             amocrm.read_leads,
+            amocrm.read_leads_page,
             amocrm.add_lead_tags,
             amocrm.update_lead,
             amocrm.add_contact_phone,

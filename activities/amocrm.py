@@ -69,6 +69,31 @@ class ContactQuery:
 
 
 @dataclass
+class ContactSearch:
+    query: ContactQuery
+    next_page: str | None = None
+    """The link a previous page gave; None reads the first page."""
+
+
+@dataclass
+class ContactsPage:
+    contacts: list[Contact]
+    next_page: str | None
+
+
+@dataclass
+class LeadsRead:
+    lead_ids: list[int]
+    next_page: str | None = None
+
+
+@dataclass
+class LeadsPage:
+    leads: list[Lead]
+    next_page: str | None
+
+
+@dataclass
 class LeadTags:
     lead_id: int
     tags: list[str]
@@ -191,22 +216,31 @@ class AmoActivities:
         self._client = client
         self._phone_region = phone_region
 
-    @activity.defn(name="amocrm.search_contacts")
-    async def search_contacts(self, query: ContactQuery) -> list[Contact]:
-        """Contacts whose PHONE (or, without a phone, EMAIL) really is this person's.
+    @activity.defn(name="amocrm.search_contacts_page")
+    async def search_contacts_page(self, search: ContactSearch) -> ContactsPage:
+        """One page of contacts whose PHONE (or, without a phone, EMAIL) really is this
+        person's, and the link to the next page.
 
         amoCRM's `query` is full-text over every field, so each hit is re-checked.
         """
+        query = search.query
         text = national_digits(query.phone) if query.phone else query.email
         assert text, "a contact query needs a phone or an email"
-        found = await self._call(self._client.search_contacts(text))
+        found, next_page = await self._call(self._client.search_contacts(text, search.next_page))
         if query.phone:
             phone = query.phone
-            return [
+            mine = [
                 c for c in found if any(same_phone(p, phone, self._phone_region) for p in c.phones)
             ]
-        email = query.email or ""
-        return [c for c in found if any(e.strip().lower() == email for e in c.emails)]
+        else:
+            email = query.email or ""
+            mine = [c for c in found if any(e.strip().lower() == email for e in c.emails)]
+        return ContactsPage(mine, next_page)
+
+    @activity.defn(name="amocrm.search_contacts")
+    async def search_contacts(self, query: ContactQuery) -> list[Contact]:
+        """The first page only; workflows recorded before paging still call it."""
+        return (await self.search_contacts_page(ContactSearch(query))).contacts
 
     @activity.defn(name="amocrm.create_lead")
     async def create_lead(self, lead: NewLead) -> CreatedLead:
@@ -219,9 +253,16 @@ class AmoActivities:
         ).add(1)
         return created[0]
 
+    @activity.defn(name="amocrm.read_leads_page")
+    async def read_leads_page(self, read: LeadsRead) -> LeadsPage:
+        """One page of these leads (deleted ones are missing), and the next page's link."""
+        leads, next_page = await self._call(self._client.get_leads(read.lead_ids, read.next_page))
+        return LeadsPage(leads, next_page)
+
     @activity.defn(name="amocrm.read_leads")
     async def read_leads(self, lead_ids: list[int]) -> list[Lead]:
-        return await self._call(self._client.get_leads(lead_ids))
+        """The first page only; workflows recorded before paging still call it."""
+        return (await self.read_leads_page(LeadsRead(lead_ids))).leads
 
     @activity.defn(name="amocrm.add_lead_tags")
     async def add_lead_tags(self, request: LeadTags) -> None:
@@ -257,9 +298,10 @@ class AmoActivities:
         return any(lookup.marker in text for text in texts)
 
     @activity.defn(name="amocrm.read_current_lead")
-    async def read_current_lead(self, lead_id: int) -> CurrentLead:
+    async def read_current_lead(self, lead_id: int) -> CurrentLead | None:
+        """The lead as amoCRM has it now; None when it was deleted."""
         raw = await self._call(self._client.get_lead_with_contacts(lead_id))
-        return CurrentLead(lead=parse_lead(raw), raw=raw)
+        return None if raw is None else CurrentLead(lead=parse_lead(raw), raw=raw)
 
     @activity.defn(name="amocrm.add_lead_task")
     async def add_lead_task(self, request: LeadTask) -> None:

@@ -42,13 +42,23 @@ DeliverEntityEvent = Callable[[EntityEvent], Awaitable[None]]
 not know the workflows that they feed."""
 
 
+ResyncLeadsOf = Callable[[int], Awaitable[int]]
+"""Signals `resync` to the running lead workflows that know this amoCRM lead id; how many.
+Injected by the worker, like `DeliverEntityEvent`."""
+
+
 class DeliveryActivities:
     def __init__(
-        self, settings: Settings, http: httpx.AsyncClient, deliver_event: DeliverEntityEvent
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        deliver_event: DeliverEntityEvent,
+        resync_leads_of: ResyncLeadsOf,
     ) -> None:
         self._settings = settings
         self._http = http
         self._deliver_event = deliver_event
+        self._resync_leads_of = resync_leads_of
 
     @activity.defn(name="leadrelay.forward_event")
     async def forward_event(self, request: ForwardRequest) -> int:
@@ -68,6 +78,11 @@ class DeliveryActivities:
                 f"forward to {request.url} answered {response.status_code}", type="ForwardFailed"
             )
         return response.status_code
+
+    @activity.defn(name="leadrelay.announce_lead_deleted")
+    async def announce_lead_deleted(self, lead_id: int) -> int:
+        """Lead workflows that knew this (deleted) lead search amoCRM again; how many."""
+        return await self._resync_leads_of(lead_id)
 
     @activity.defn(name="leadrelay.redeliver_raw_webhook")
     async def redeliver_raw_webhook(self, raw: RawWebhook) -> int:

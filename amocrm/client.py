@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -46,6 +47,10 @@ from amocrm.pacing import RequestPacer
 from leadrelay.custom_fields import CustomField, FieldEntity
 
 USER_AGENT = "leadrelay/0.1"
+CONTACTS_PATH = "/api/v4/contacts"
+LEADS_PATH = "/api/v4/leads"
+PAGE_SIZE = 250
+"""amoCRM's largest page; lists longer than this continue at `_links.next`."""
 EVENTS_PAGE_SIZE = 100
 LIST_PAGE_SIZE = 250
 OAUTH_TOKEN_PATH = "/oauth2/access_token"
@@ -137,11 +142,20 @@ class AmoClient:
 
     # --- contacts -------------------------------------------------------------
 
-    async def search_contacts(self, query: str) -> list[Contact]:
-        body = await self._request(
-            "GET", "/api/v4/contacts", params={"query": query, "with": "leads"}
-        )
-        return [parse_contact(raw) for raw in _embedded(body, "contacts")]
+    async def search_contacts(
+        self, query: str, next_page: str | None = None
+    ) -> tuple[list[Contact], str | None]:
+        """One page of contacts matching `query`, and the next page's link (None: last).
+
+        Pass the link back as `next_page` to read the page after.
+        """
+        if next_page is not None:
+            body = await self._request("GET", _same_list(next_page, CONTACTS_PATH))
+        else:
+            params = {"query": query, "with": "leads", "limit": str(PAGE_SIZE)}
+            body = await self._request("GET", CONTACTS_PATH, params=params)
+        contacts = [parse_contact(raw) for raw in _embedded(body, "contacts")]
+        return contacts, _next_page(body, CONTACTS_PATH)
 
     async def set_contact_phones(self, contact_id: int, phones: Sequence[MultitextValue]) -> None:
         """All of the contact's phones: amoCRM replaces a multitext field's values whole."""
@@ -164,11 +178,20 @@ class AmoClient:
             for item in body
         ]
 
-    async def get_leads(self, ids: Sequence[int]) -> list[Lead]:
-        params = [("filter[id][]", str(lead_id)) for lead_id in ids]
-        params.append(("limit", "250"))
-        body = await self._request("GET", "/api/v4/leads", params=params)
-        return [parse_lead(raw) for raw in _embedded(body, "leads")]
+    async def get_leads(
+        self, ids: Sequence[int], next_page: str | None = None
+    ) -> tuple[list[Lead], str | None]:
+        """One page of the leads with these ids, and the next page's link (None: last).
+
+        A deleted lead is simply not in the list.
+        """
+        if next_page is not None:
+            body = await self._request("GET", _same_list(next_page, LEADS_PATH))
+        else:
+            params = [("filter[id][]", str(lead_id)) for lead_id in ids]
+            params.append(("limit", str(PAGE_SIZE)))
+            body = await self._request("GET", LEADS_PATH, params=params)
+        return [parse_lead(raw) for raw in _embedded(body, "leads")], _next_page(body, LEADS_PATH)
 
     async def add_lead_tags(self, lead_id: int, tags: Sequence[str]) -> None:
         await self.update_lead(LeadChange(lead_id, tags_to_add=list(tags)))
@@ -194,12 +217,15 @@ class AmoClient:
             str((note.get("params") or {}).get("text") or "") for note in _embedded(body, "notes")
         ]
 
-    async def get_lead_with_contacts(self, lead_id: int) -> dict[str, Any]:
-        """The lead as amoCRM has it now, raw, with its contacts' ids."""
-        lead: dict[str, Any] = await self._request(
-            "GET", f"/api/v4/leads/{lead_id}", params={"with": "contacts"}
-        )
-        return lead
+    async def get_lead_with_contacts(self, lead_id: int) -> dict[str, Any] | None:
+        """The lead as amoCRM has it now, raw, with its contacts' ids; None when it was
+        deleted (amoCRM answers a deleted lead with 204 and no body)."""
+        body = await self._request("GET", f"{LEADS_PATH}/{lead_id}", params={"with": "contacts"})
+        if body is None:
+            return None
+        if not isinstance(body, dict):
+            raise AmoOutcomeUnknown(f"GET {LEADS_PATH}/{lead_id} answered a {type(body).__name__}")
+        return body
 
     async def add_lead_task(self, lead_id: int, text: str, complete_till: int) -> None:
         await self._request(
@@ -358,6 +384,24 @@ def _embedded(body: Any, key: str) -> list[dict[str, Any]]:
     if body is None:
         return []
     return list((body.get("_embedded") or {}).get(key) or [])
+
+
+def _next_page(body: Any, path: str) -> str | None:
+    """The `_links.next` href of a list page, as a path and query on our base URL."""
+    links = body.get("_links") if isinstance(body, dict) else None
+    following = links.get("next") if isinstance(links, dict) else None
+    href = following.get("href") if isinstance(following, dict) else None
+    if not isinstance(href, str):
+        return None
+    parts = urlsplit(href)
+    return urlunsplit(("", "", parts.path, parts.query, "")) if parts.path == path else None
+
+
+def _same_list(next_page: str, path: str) -> str:
+    """A next-page link is only followed within the list it came from."""
+    if urlsplit(next_page).path != path:
+        raise AmoRejected(f"next page {next_page!r} is not a page of {path}")
+    return next_page
 
 
 def _has_next(body: Any) -> bool:

@@ -39,6 +39,10 @@ OPERATOR_NOTE_CHARS = 4000
 ERROR_MESSAGE_CHARS = 2000
 """`last_error.message` is cut to this many characters."""
 
+AMOCRM_PAGES_MAX = 10
+"""A contact search or a lead read follows `_links.next` for at most this many pages of
+250 (one request each); what lies beyond is not read."""
+
 # --- one amoCRM entity's workflow -------------------------------------------------------
 
 ENTITY_PENDING_BYTES = 1024 * 1024

@@ -84,7 +84,7 @@ def _list_page(
     render: Callable[[T], Body],
     max_limit: int = MAX_PAGE_SIZE,
 ) -> Response:
-    paging = Paging.read(request.query_params, max_limit)
+    paging = Paging.read(request.query_params, max_limit, _account_of(request).faults.page_size)
     page_items, has_next = paging.slice(items)
     if not page_items:
         # amoCRM answers an empty list with 204 and no body at all, not with [].
@@ -97,6 +97,11 @@ def _list_page(
             "_embedded": {key: [render(item) for item in page_items]},
         }
     )
+
+
+def _account_of(request: Request) -> SandboxAccount:
+    account: SandboxAccount = request.app.state.account
+    return account
 
 
 def _lead_or_404(account: SandboxAccount, lead_id: int) -> Lead:
@@ -217,6 +222,9 @@ async def list_leads(request: Request, account: Account, base: BaseUrl) -> Respo
 
 @router.get("/leads/{lead_id:int}")
 async def get_lead(lead_id: int, request: Request, account: Account, base: BaseUrl) -> Response:
+    if lead_id in account.deleted_lead_ids:
+        # amoCRM answers a deleted lead with 204 and no body, not with 404.
+        return Response(status_code=204)
     lead = _lead_or_404(account, lead_id)
     with_contacts = _wants(request, "contacts")
     return HalJSONResponse(lead_json(lead, account, base, with_contacts=with_contacts))

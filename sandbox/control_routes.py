@@ -150,6 +150,14 @@ async def move_lead_like_a_manager(
     return JSONResponse(lead_json(lead, account, base, with_contacts=True))
 
 
+@router.delete("/leads/{lead_id:int}")
+async def delete_lead_like_a_manager(lead_id: int, account: Account) -> Response:
+    if lead_id not in account.leads:
+        raise HTTPException(404, f"Lead {lead_id} not found")
+    account.delete_lead(lead_id)
+    return Response(status_code=204)
+
+
 @router.post("/contacts")
 async def seed_contacts(body: JsonBody, account: Account) -> JSONResponse:
     """Seed a known person: one contact object gives {"id"}, an array gives {"ids"}."""

@@ -34,6 +34,9 @@ class Faults(BaseModel):
     rate_limit_style: RateLimitStyle = "json"
     retry_after: int = Field(default=1, ge=0)
     fail_next: list[ScriptedAnswer] = Field(default_factory=list)
+    page_size: int | None = Field(
+        default=None, ge=1, description="list pages hold at most this many, whatever `limit` asks"
+    )
 
     def take_scripted_answer(self, method: str, path: str) -> ScriptedAnswer | None:
         answer = next((a for a in self.fail_next if a.matches(method, path)), None)

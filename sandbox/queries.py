@@ -42,14 +42,17 @@ class Paging:
     limit: int
 
     @classmethod
-    def read(cls, params: QueryParams, max_limit: int = MAX_PAGE_SIZE) -> "Paging":
+    def read(
+        cls, params: QueryParams, max_limit: int = MAX_PAGE_SIZE, cap: int | None = None
+    ) -> "Paging":
+        """`cap` (the `page_size` fault) shrinks every page, as a slow account might."""
         page = _int_param("page", params.get("page", "1"))
         limit = _int_param("limit", params.get("limit", str(min(DEFAULT_PAGE_SIZE, max_limit))))
         if page < 1:
             raise HTTPException(400, "page must be at least 1")
         if not 1 <= limit <= max_limit:
             raise HTTPException(400, f"Limit must be between 1 and {max_limit}")
-        return cls(page, limit)
+        return cls(page, min(limit, cap or limit))
 
     def slice(self, items: Sequence[T]) -> tuple[Sequence[T], bool]:
         """This page's items, and whether another page follows."""

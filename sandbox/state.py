@@ -221,6 +221,8 @@ class SandboxAccount:
     def reset(self) -> None:
         self.contacts: dict[int, Contact] = {}
         self.leads: dict[int, Lead] = {}
+        # Leads a manager deleted: `GET /api/v4/leads/{id}` answers them with 204.
+        self.deleted_lead_ids: set[int] = set()
         self.notes: dict[int, Note] = {}
         self.tags: dict[int, Tag] = {}
         self.tasks: dict[int, Task] = {}
@@ -278,6 +280,14 @@ class SandboxAccount:
         tag = Tag(next(self._tag_ids), name)
         self.tags[tag.id] = tag
         return tag
+
+    def delete_lead(self, lead_id: int) -> None:
+        """As a manager deleting it: it leaves every list and its contacts' links."""
+        self.leads.pop(lead_id)
+        self.deleted_lead_ids.add(lead_id)
+        for contact in self.contacts.values():
+            if lead_id in contact.lead_ids:
+                contact.lead_ids.remove(lead_id)
 
     def notes_of_lead(self, lead_id: int) -> list[Note]:
         return [note for note in self.notes.values() if note.entity_id == lead_id]

@@ -1,4 +1,4 @@
-"""The amoCRM client against the sandbox over real HTTP: how it reacts to 429 and 403."""
+"""The amoCRM client against the sandbox over real HTTP: 429 and 403, deleted leads, pages."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def test_a_429_pauses_every_request_for_its_retry_after(
     assert arrivals(control) == 1
 
     await asyncio.sleep(held.value.retry_after)
-    assert await amo.search_contacts("7012223344") == []  # 204: nobody, not an error
+    assert await amo.search_contacts("7012223344") == ([], None)  # 204: nobody, not an error
     assert arrivals(control) == 2
 
 
@@ -80,3 +80,43 @@ async def test_a_403_pauses_every_request_for_the_block_backoff(
 
     assert 0 < held.value.retry_after <= 2
     assert arrivals(control) == 1
+
+
+def new_lead(api: httpx.Client) -> int:
+    created = api.post("/leads", json=[{"name": "Удалят"}]).raise_for_status()
+    return int(created.json()["_embedded"]["leads"][0]["id"])
+
+
+def delete_lead(control: httpx.Client, lead_id: int) -> None:
+    control.delete(f"/leads/{lead_id}").raise_for_status()
+
+
+def seed_namesakes(control: httpx.Client, phone: str, count: int, page_size: int) -> None:
+    values = [{"field_code": "PHONE", "values": [{"value": phone}]}]
+    people = [{"name": f"Дубль {n}", "custom_fields_values": values} for n in range(count)]
+    control.post("/contacts", json=people).raise_for_status()
+    control.post("/faults", json={"page_size": page_size}).raise_for_status()
+
+
+async def test_a_deleted_lead_reads_as_none_not_a_crash(
+    amo: AmoClient, control: httpx.Client, api: httpx.Client
+) -> None:
+    lead_id = new_lead(api)
+    assert (await amo.get_lead_with_contacts(lead_id) or {}).get("id") == lead_id
+    delete_lead(control, lead_id)
+
+    assert await amo.get_lead_with_contacts(lead_id) is None  # amoCRM answers 204
+    assert await amo.get_leads([lead_id]) == ([], None)
+
+
+async def test_lists_are_read_page_by_page_through_links_next(
+    amo: AmoClient, control: httpx.Client
+) -> None:
+    seed_namesakes(control, "+77015550000", count=3, page_size=2)
+
+    first, following = await amo.search_contacts("7015550000")
+    assert len(first) == 2 and following is not None and "page=2" in following
+    assert following.startswith("/api/v4/contacts?")
+    second, last = await amo.search_contacts("7015550000", following)
+    assert len(second) == 1 and last is None
+    assert {c.id for c in first}.isdisjoint(c.id for c in second)

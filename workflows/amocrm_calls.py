@@ -15,7 +15,17 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amocrm import AmoActivities, AmoFailure, LeadNote, NoteLookup
+    from activities.amocrm import (
+        AmoActivities,
+        AmoFailure,
+        ContactQuery,
+        ContactSearch,
+        LeadNote,
+        LeadsRead,
+        NoteLookup,
+    )
+    from amocrm.models import Contact, Lead
+    from leadrelay.limits import AMOCRM_PAGES_MAX
     from leadrelay.settings import AMOCRM_TASK_QUEUE
 
 T = TypeVar("T")
@@ -46,6 +56,49 @@ async def call_amocrm(activity: Callable[..., Awaitable[T]], *args: Any, summary
         retry_policy=AMOCRM_RETRY,
         summary=summary,
     )
+
+
+# Workflows recorded before list reads followed `_links.next` replay the one-page reads.
+PAGED_READS_PATCH = "paged-reads"
+
+
+async def find_contacts(query: ContactQuery, *, summary: str) -> list[Contact]:
+    """The person's contacts, page after page (one request each), at most
+    `AMOCRM_PAGES_MAX` pages."""
+    if not workflow.patched(PAGED_READS_PATCH):
+        return await call_amocrm(AmoActivities.search_contacts, query, summary=summary)
+    found: list[Contact] = []
+    search = ContactSearch(query)
+    for page_number in range(1, AMOCRM_PAGES_MAX + 1):
+        page = await call_amocrm(
+            AmoActivities.search_contacts_page, search, summary=_paged(summary, page_number)
+        )
+        found.extend(page.contacts)
+        if page.next_page is None:
+            break
+        search = ContactSearch(query, page.next_page)
+    return found
+
+
+async def read_leads(lead_ids: list[int], *, summary: str) -> list[Lead]:
+    """These leads as amoCRM has them (deleted ones are missing), page after page."""
+    if not workflow.patched(PAGED_READS_PATCH):
+        return await call_amocrm(AmoActivities.read_leads, lead_ids, summary=summary)
+    leads: list[Lead] = []
+    read = LeadsRead(lead_ids)
+    for page_number in range(1, AMOCRM_PAGES_MAX + 1):
+        page = await call_amocrm(
+            AmoActivities.read_leads_page, read, summary=_paged(summary, page_number)
+        )
+        leads.extend(page.leads)
+        if page.next_page is None:
+            break
+        read = LeadsRead(lead_ids, page.next_page)
+    return leads
+
+
+def _paged(summary: str, page_number: int) -> str:
+    return summary if page_number == 1 else f"{summary} (page {page_number})"
 
 
 def failure_type(err: ActivityError) -> str:

@@ -10,6 +10,7 @@ stale, so a lead is re-read through the rate-limited amoCRM queue before acting.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from datetime import timedelta
 
 from temporalio import workflow
@@ -41,6 +42,15 @@ FORWARD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
+LEAD_DELETED = "lead deleted"
+
+
+class _Gone(enum.Enum):
+    LEAD = "gone"
+
+
+LEAD_GONE = _Gone.LEAD
+"""A re-read answered 204: the lead was deleted in amoCRM."""
 EVENTS_PER_RUN = 200
 EVENT_KEYS_KEPT = 1000
 ACTIONS_KEPT = 50
@@ -119,7 +129,17 @@ class AmoEntityWorkflow:
             retry_policy=ROUTING_RETRY,
         )
         current = await self._current_lead(event) if actions else None
-        if current is not None and not _confirms(current, event):
+        if current is LEAD_GONE:
+            self._record(event, "-", "-", LEAD_DELETED)
+            await workflow.execute_activity_method(
+                DeliveryActivities.announce_lead_deleted,
+                event.entity_id,
+                task_queue=IO_TASK_QUEUE,
+                start_to_close_timeout=timedelta(seconds=30),
+                summary="tell lead workflows the lead was deleted",
+            )
+            return
+        if isinstance(current, CurrentLead) and not _confirms(current, event):
             lead = current.lead
             self._record(
                 event, "-", "-", f"not confirmed: lead is in {lead.pipeline_id}/{lead.status_id}"
@@ -140,12 +160,15 @@ class AmoEntityWorkflow:
             and event.status_id == self._state.last_status_id
         )
 
-    async def _current_lead(self, event: EntityEvent) -> CurrentLead | None:
+    async def _current_lead(self, event: EntityEvent) -> CurrentLead | _Gone | None:
+        """The lead re-read from amoCRM, `LEAD_GONE` if it was deleted, None if the event
+        is not about a lead."""
         if event.entity != "leads":
             return None
-        return await call_amocrm(
+        current = await call_amocrm(
             AmoActivities.read_current_lead, event.entity_id, summary="re-read lead"
         )
+        return LEAD_GONE if current is None else current
 
     async def _perform(
         self, action: PlannedAction, event: EntityEvent, current: CurrentLead | None

@@ -53,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         add_note_once,
         call_amocrm,
         failure_type,
+        find_contacts,
+        read_leads,
         write_backoff,
     )
     from workflows.inbox import Inbox, Offered, continue_as_new_if_due
@@ -176,14 +178,10 @@ class LeadWorkflow:
         query = (
             ContactQuery(phone=key, email=None) if key.startswith("+") else ContactQuery(None, key)
         )
-        contacts = await call_amocrm(AmoActivities.search_contacts, query, summary="resync: search")
+        contacts = await find_contacts(query, summary="resync: search")
         self._state.contact_id = min((c.id for c in contacts), default=None)
         lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
-        leads = (
-            await call_amocrm(AmoActivities.read_leads, lead_ids, summary="resync: read leads")
-            if lead_ids
-            else []
-        )
+        leads = await read_leads(lead_ids, summary="resync: read leads") if lead_ids else []
         open_ids = [lead.id for lead in leads if lead.is_open]
         if self._state.lead_id not in open_ids:
             self._state.lead_id = max(open_ids, default=None)
@@ -224,9 +222,7 @@ class LeadWorkflow:
         if self._state.lead_id is None or route.pipeline_id != self._state.lead_route_pipeline_id:
             return False
         self._enter(Step.UPDATING)
-        leads = await call_amocrm(
-            AmoActivities.read_leads, [self._state.lead_id], summary="read known lead"
-        )
+        leads = await read_leads([self._state.lead_id], summary="read known lead")
         if not leads or not leads[0].is_open:
             self._state.lead_id = None
             return False
@@ -239,9 +235,7 @@ class LeadWorkflow:
             query = ContactQuery(
                 phone=submission.phone, email=None if submission.phone else submission.email
             )
-            contacts = await call_amocrm(
-                AmoActivities.search_contacts, query, summary="search contact"
-            )
+            contacts = await find_contacts(query, summary="search contact")
             if contacts:
                 self._state.contact_id = min(contact.id for contact in contacts)
                 lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
@@ -261,9 +255,7 @@ class LeadWorkflow:
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
         if not lead_ids:
             return None
-        leads = await call_amocrm(
-            AmoActivities.read_leads, lead_ids, summary="read the contact's leads"
-        )
+        leads = await read_leads(lead_ids, summary="read the contact's leads")
         open_leads = [lead for lead in leads if lead.is_open]
         if not open_leads:
             return None

@@ -11,6 +11,7 @@ import hashlib
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityStart, RawWebhook
@@ -46,6 +47,23 @@ async def deliver_entity_event(client: Client, settings: Settings, event: Entity
         start_signal_args=[event],
         static_summary=f"amoCRM {event.entity} {event.entity_id}",
     )
+
+
+async def resync_leads_of(client: Client, lead_id: int) -> int:
+    """Signals `resync` to every running lead workflow that knows this amoCRM lead (by the
+    `AmoLeadId` search attribute), e.g. after the lead was deleted; how many."""
+    query = f'AmoLeadId="{lead_id}" AND ExecutionStatus="Running"'
+    told = 0
+    async for execution in client.list_workflows(query):
+        handle = client.get_workflow_handle_for(LeadWorkflow.run, execution.id)
+        try:
+            await handle.signal(LeadWorkflow.resync)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:  # it completed meanwhile: nothing to do
+                raise
+            continue
+        told += 1
+    return told
 
 
 def raw_webhook_workflow_id(raw: RawWebhook) -> str:
