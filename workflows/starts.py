@@ -55,7 +55,7 @@ async def resync_leads_of(client: Client, lead_id: int) -> int:
     query = f'AmoLeadId="{lead_id}" AND ExecutionStatus="Running"'
     told = 0
     async for execution in client.list_workflows(query):
-        handle = client.get_workflow_handle_for(LeadWorkflow.run, execution.id)
+        handle = client.get_workflow_handle(execution.id)
         try:
             await handle.signal(LeadWorkflow.resync)
         except RPCError as err:
