@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.amocrm import AmoActivities
+from activities.amocrm_batches import AmoBatchActivities
 from activities.delivery import DeliveryActivities
 from activities.fields import FieldActivities, FieldCatalogueCache
 from activities.routing import RoutingActivities
@@ -35,7 +36,7 @@ from leadrelay.tracing import Tracing
 from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 from workflows.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
-from workflows.starts import deliver_entity_event, resync_leads_of
+from workflows.starts import deliver_entity_event, ensure_batchers, resync_leads_of
 
 FORWARD_TIMEOUT_SECONDS = 20.0
 
@@ -77,6 +78,7 @@ def create_workers(
         return await resync_leads_of(client, lead_id)
 
     delivery = DeliveryActivities(settings, http, deliver_event, resync_leads)
+    batches = AmoBatchActivities(amo)
     keepalive = TokenKeepAliveActivities(amo)
     workflow_worker = Worker(
         client,
@@ -116,6 +118,8 @@ def create_workers(
             amocrm.lead_has_note,
             amocrm.add_lead_task,
             amocrm.read_status_events,
+            batches.create_leads_batch,
+            batches.add_notes_batch,
             keepalive.keep_token_alive,
         ],
         max_task_queue_activities_per_second=settings.amocrm_rps,
@@ -178,6 +182,7 @@ async def main() -> None:
             )
             await ensure_reconcile_schedule(client, settings)
             await ensure_token_keepalive_schedule(client, settings)
+            await ensure_batchers(client, settings)
             await stop.wait()
             startup_check.cancel()
             logging.info("shutting down: finishing the tasks in hand")

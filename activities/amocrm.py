@@ -171,6 +171,7 @@ def to_application_error(err: AmoError, rejection: Rejection | None = None) -> A
                 **status,
                 "problems": err.problems,
                 "rejection": asdict(rejection) if rejection else None,
+                "rejected_items": err.rejected_items,
             },
             type=AmoFailure.REJECTED,
             non_retryable=True,
@@ -330,18 +331,26 @@ class AmoActivities:
     async def _call(
         self, request: Awaitable[T], body_of: Callable[[], dict[str, Any]] | None = None
     ) -> T:
-        """`body_of`: the request's body, to tell which optional parts amoCRM refused."""
-        try:
-            result = await request
-        except AmoError as err:
-            _count_request(type(err).__name__)
-            activity.logger.warning("amoCRM request failed: %s", err)
-            rejection = None
-            if isinstance(err, AmoRejected) and body_of is not None:
-                rejection = rejected_parts(body_of(), err.paths)
-            raise to_application_error(err, rejection) from err
-        _count_request("success")
-        return result
+        return await amocrm_request(request, body_of)
+
+
+async def amocrm_request(
+    request: Awaitable[T], body_of: Callable[[], dict[str, Any]] | None = None
+) -> T:
+    """Awaits one client call inside an activity: counted, and failed as an `AmoFailure`.
+
+    `body_of`: the request's body, to tell which optional parts amoCRM refused."""
+    try:
+        result = await request
+    except AmoError as err:
+        _count_request(type(err).__name__)
+        activity.logger.warning("amoCRM request failed: %s", err)
+        rejection = None
+        if isinstance(err, AmoRejected) and body_of is not None:
+            rejection = rejected_parts(body_of(), err.paths)
+        raise to_application_error(err, rejection) from err
+    _count_request("success")
+    return result
 
 
 def _count_request(outcome: str) -> None:

@@ -30,12 +30,16 @@ from amocrm.models import (
     AccountUser,
     Contact,
     CreatedLead,
+    CreatedNote,
     Lead,
     LeadChange,
     MultitextValue,
     NewLead,
+    NewNote,
     Pipeline,
     complex_item,
+    echoed_request_id,
+    note_item,
     parse_contact,
     parse_custom_field,
     parse_lead,
@@ -164,6 +168,7 @@ class AmoClient:
     # --- leads ----------------------------------------------------------------
 
     async def create_leads_complex(self, leads: Sequence[NewLead]) -> list[CreatedLead]:
+        """Up to 50 leads, each with its contact. Each answer carries its item's request_id."""
         body = await self._request(
             "POST", "/api/v4/leads/complex", json=[complex_item(lead) for lead in leads]
         )
@@ -174,8 +179,23 @@ class AmoClient:
                 lead_id=int(item["id"]),
                 contact_id=int(item["contact_id"]) if item.get("contact_id") else None,
                 merged=bool(item.get("merged")),
+                request_id=echoed_request_id(item),
             )
             for item in body
+        ]
+
+    async def add_lead_notes(self, notes: Sequence[NewNote]) -> list[CreatedNote]:
+        """Notes on several leads in one request. Each answer carries its item's request_id."""
+        body = await self._request(
+            "POST", "/api/v4/leads/notes", json=[note_item(note) for note in notes]
+        )
+        return [
+            CreatedNote(
+                note_id=int(item["id"]),
+                lead_id=int(item["entity_id"]),
+                request_id=echoed_request_id(item),
+            )
+            for item in _embedded(body, "notes")
         ]
 
     async def get_leads(
@@ -374,6 +394,7 @@ class AmoClient:
             message,
             problems=problems,
             paths=[str(error.get("path") or "") for error in errors],
+            rejected_items=_rejected_items(problem),
             status=status,
             request_id=request_id,
         )
@@ -432,6 +453,15 @@ def _validation_errors(problem: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(group, dict)
         for error in group.get("errors") or []
         if isinstance(error, dict)
+    ]
+
+
+def _rejected_items(problem: dict[str, Any]) -> list[str]:
+    """The request_ids of the batch items amoCRM named in its validation errors."""
+    return [
+        str(group["request_id"])
+        for group in problem.get("validation-errors") or []
+        if isinstance(group, dict) and group.get("request_id") is not None
     ]
 
 

@@ -61,6 +61,7 @@ class AmoRejected(AmoError):
         *,
         problems: list[str] | None = None,
         paths: list[str] | None = None,
+        rejected_items: list[str] | None = None,
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:
@@ -68,3 +69,5 @@ class AmoRejected(AmoError):
         self.problems = problems or []
         # The `path` of each validation error, e.g. `0.custom_fields_values.2.field_id`.
         self.paths = paths or []
+        # A batch's items that the validation errors name by their request_id.
+        self.rejected_items = rejected_items or []

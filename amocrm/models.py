@@ -120,6 +120,23 @@ class CreatedLead:
     lead_id: int
     contact_id: int | None
     merged: bool
+    request_id: str | None = None
+
+
+@dataclass
+class NewNote:
+    """One item of `POST /api/v4/leads/notes`: a common note on a lead."""
+
+    lead_id: int
+    text: str
+    request_id: str | None = None
+
+
+@dataclass
+class CreatedNote:
+    note_id: int
+    lead_id: int
+    request_id: str | None
 
 
 def _field_values(raw: dict[str, Any], code: str) -> list[str]:
@@ -208,6 +225,25 @@ def phones_body(phones: Sequence[MultitextValue]) -> dict[str, Any]:
         for phone in phones
     ]
     return {"custom_fields_values": [{"field_code": "PHONE", "values": values}]}
+
+
+def echoed_request_id(item: dict[str, Any]) -> str | None:
+    """amoCRM echoes `request_id` as a string, or in `leads/complex` as a one-item list."""
+    echoed = item.get("request_id")
+    if isinstance(echoed, list):
+        echoed = echoed[0] if echoed else None
+    return None if echoed is None else str(echoed)
+
+
+def note_item(note: NewNote) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "entity_id": note.lead_id,
+        "note_type": "common",
+        "params": {"text": note.text},
+    }
+    if note.request_id is not None:
+        item["request_id"] = note.request_id
+    return item
 
 
 def complex_item(lead: NewLead) -> dict[str, Any]:

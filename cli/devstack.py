@@ -33,7 +33,8 @@ def temporal_dev_server_command(
     ui_port: int | None = TEMPORAL_UI_PORT,
     register_search_attributes: bool = True,
 ) -> list[str]:
-    """A persistent dev server with one partition per queue (see the README's rate limit)."""
+    """A persistent dev server with one partition per queue (see the README's rate limit)
+    and fairness keys on (see the README's priorities)."""
     command = [
         str(BIN / "temporal"),
         "server",
@@ -45,6 +46,7 @@ def temporal_dev_server_command(
         "--sqlite-pragma", "synchronous=normal",
         "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
         "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+        "--dynamic-config-value", "matching.enableFairness=true",
         "--log-level", "warn",
     ]  # fmt: skip
     command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]

@@ -116,6 +116,14 @@ class Settings(BaseSettings):
     leadrelay_outbox_path: Path = Field(
         default=Path(".data/outbox.sqlite3"), description="The API's durable outbox (SQLite)"
     )
+    leadrelay_batch_linger_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="Under backlog, at most one batched create (and one note batch) this often",
+    )
+    leadrelay_batch_max_items: int = Field(
+        default=50, ge=1, le=50, description="Items per batched create or note request"
+    )
     leadrelay_log_level: str = Field(default="INFO", description="Level of the JSON logs")
     leadrelay_worker_metrics_address: str = Field(
         default="127.0.0.1:9464",

@@ -12,6 +12,10 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
+SPEED_TO_LEAD_METRIC = "leadrelay_speed_to_lead_seconds"
+"""Seconds from a submission's 202 until amoCRM has it, by `milestone`: `lead` or `note`."""
+SPEED_TO_LEAD_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
+
 
 def worker_runtime(metrics_address: str) -> Runtime:
     """Prometheus metrics on `metrics_address` (`host:port`; empty serves none), and the
@@ -22,6 +26,11 @@ def worker_runtime(metrics_address: str) -> Runtime:
                 filter=LoggingConfig.default.filter,
                 forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
             ),
-            metrics=PrometheusConfig(bind_address=metrics_address) if metrics_address else None,
+            metrics=PrometheusConfig(
+                bind_address=metrics_address,
+                histogram_bucket_overrides={SPEED_TO_LEAD_METRIC: SPEED_TO_LEAD_BUCKETS},
+            )
+            if metrics_address
+            else None,
         )
     )

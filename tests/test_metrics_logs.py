@@ -22,6 +22,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.worker import Worker
 
 from activities.amocrm import AmoActivities
+from activities.amocrm_batches import AmoBatchActivities, LeadsBatch, LeadToCreate
 from amocrm.models import NewContact, NewLead
 from api.app import create_app as create_api
 from leadrelay.logs import JsonFormatter, MaskingFilter, mask
@@ -232,7 +233,8 @@ def test_json_line_fields_with_temporal_extras() -> None:
 # Not sandboxed: the sandbox would re-import this test module, pytest and all.
 @workflow.defn(sandboxed=False)
 class MetricsProbeWorkflow:
-    """Three amoCRM activities: one succeeds, one is rejected, one creates a lead."""
+    """Four amoCRM activities: one succeeds, one is rejected, one creates a lead, and one
+    creates a lead in a batch, submitted a minute ago."""
 
     @workflow.run
     async def run(self, phone: str) -> None:
@@ -252,6 +254,15 @@ class MetricsProbeWorkflow:
         new_lead = NewLead("Метрики", None, None, [], new_contact=NewContact(None, phone, None))
         await workflow.execute_activity_method(
             AmoActivities.create_lead, new_lead, start_to_close_timeout=timeout, retry_policy=once
+        )
+        batched = NewLead("Метрики", None, None, [], new_contact=NewContact(None, phone, None))
+        batched.request_id = "probe"
+        received = (workflow.now() - timedelta(minutes=1)).isoformat()
+        await workflow.execute_activity_method(
+            AmoBatchActivities.create_leads_batch,
+            LeadsBatch([LeadToCreate(batched, received)]),
+            start_to_close_timeout=timeout,
+            retry_policy=once,
         )
 
 
@@ -273,6 +284,7 @@ async def test_worker_runtime_serves_temporal_and_amocrm_metrics(
     with json_lines("temporalio.workflow", "temporalio.activity") as stream:
         async with amo_client(settings) as amo:
             activities = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
+            batches = AmoBatchActivities(amo)
             async with Worker(
                 client,
                 task_queue=task_queue,
@@ -281,6 +293,7 @@ async def test_worker_runtime_serves_temporal_and_amocrm_metrics(
                     activities.main_pipeline_id,
                     activities.read_current_lead,
                     activities.create_lead,
+                    batches.create_leads_batch,
                 ],
             ):
                 await client.execute_workflow(
@@ -312,6 +325,11 @@ async def test_worker_runtime_serves_temporal_and_amocrm_metrics(
     )
     assert rejected == 1
     assert total("leadrelay_leads_created_total", **ours, activity_type="amocrm.create_lead") == 1
+    speed = "leadrelay_speed_to_lead_seconds"
+    assert total(f"{speed}_count", **ours, milestone="lead") == 1
+    assert 60 <= total(f"{speed}_sum", **ours, milestone="lead") < 120
+    assert total(f"{speed}_bucket", **ours, milestone="lead", le="45") == 0
+    assert total(f"{speed}_bucket", **ours, milestone="lead", le="90") == 1
 
     lines = parsed(stream)
     assert phone not in stream.getvalue()

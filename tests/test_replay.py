@@ -24,6 +24,7 @@ from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
 from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
+from workflows.batcher import BATCHER_IDS, BatchKind
 from workflows.catalog import WORKFLOWS
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
@@ -116,6 +117,9 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     await asyncio.sleep(3)
     async for run in stack.temporal.list_workflows("WorkflowType='ReconcileWorkflow'"):
         recorded["reconcile-run"] = run.id
+
+    recorded["batcher-creates"] = BATCHER_IDS[BatchKind.CREATES]
+    recorded["batcher-notes"] = BATCHER_IDS[BatchKind.NOTES]
 
     HISTORIES.mkdir(exist_ok=True)
     for name, workflow_id in recorded.items():

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -46,7 +46,13 @@ WRITE_ONCE = RetryPolicy(maximum_attempts=1)
 WRITE_BACKOFF_CAP = timedelta(minutes=5)
 
 
-async def call_amocrm(activity: Callable[..., Awaitable[T]], *args: Any, summary: str) -> T:
+async def call_amocrm(
+    activity: Callable[..., Awaitable[T]],
+    *args: Any,
+    summary: str,
+    priority: Priority = Priority.default,
+) -> T:
+    """`priority`: see workflows/priorities.py; the default inherits the workflow's."""
     return await workflow.execute_activity_method(
         activity,
         *args,
@@ -55,6 +61,7 @@ async def call_amocrm(activity: Callable[..., Awaitable[T]], *args: Any, summary
         schedule_to_close_timeout=AMOCRM_PATIENCE,
         retry_policy=AMOCRM_RETRY,
         summary=summary,
+        priority=priority,
     )
 
 
@@ -101,20 +108,26 @@ def _paged(summary: str, page_number: int) -> str:
     return summary if page_number == 1 else f"{summary} (page {page_number})"
 
 
-def failure_type(err: ActivityError) -> str:
+def failure_type(err: ActivityError | ApplicationError) -> str:
+    """The amoCRM failure type of a failed activity, or of a refusal a batcher reported."""
+    if isinstance(err, ApplicationError):
+        return err.type or "ApplicationError"
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return cause.type or "ApplicationError"
     return type(cause).__name__ if cause else "ActivityError"
 
 
-def write_backoff(err: ActivityError, failures: int) -> timedelta:
+def write_backoff(err: ActivityError | None, failures: int) -> timedelta:
     """What amoCRM asked for (Retry-After, a block), else capped exponential."""
-    asked = err.cause.next_retry_delay if isinstance(err.cause, ApplicationError) else None
+    cause = err.cause if err is not None else None
+    asked = cause.next_retry_delay if isinstance(cause, ApplicationError) else None
     return asked or min(timedelta(seconds=2 ** min(failures, 10)), WRITE_BACKOFF_CAP)
 
 
-async def add_note_once(note: LeadNote, marker: str, *, summary: str) -> None:
+async def add_note_once(
+    note: LeadNote, marker: str, *, summary: str, priority: Priority = Priority.default
+) -> None:
     """Writes `note`, whose text contains `marker`, exactly once.
 
     Like a create, a note whose answer was lost is looked for by its marker before it is
@@ -130,6 +143,7 @@ async def add_note_once(note: LeadNote, marker: str, *, summary: str) -> None:
                 start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
                 retry_policy=WRITE_ONCE,
                 summary=summary,
+                priority=priority,
             )
             return
         except ActivityError as err:
@@ -140,5 +154,7 @@ async def add_note_once(note: LeadNote, marker: str, *, summary: str) -> None:
             if failure_type(err) in AmoFailure.NOT_APPLIED:
                 continue
             lookup = NoteLookup(note.lead_id, marker)
-            if await call_amocrm(AmoActivities.lead_has_note, lookup, summary="find note"):
+            if await call_amocrm(
+                AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
+            ):
                 return

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from leadrelay.limits import ENTITY_PENDING_BYTES
     from leadrelay.notes import rule_note, rule_note_marker
     from leadrelay.settings import IO_TASK_QUEUE
+    from workflows import priorities
     from workflows.amocrm_calls import ROUTING_RETRY, add_note_once, call_amocrm, failure_type
     from workflows.inbox import Inbox, Offered, continue_as_new_if_due
 
@@ -166,7 +167,10 @@ class AmoEntityWorkflow:
         if event.entity != "leads":
             return None
         current = await call_amocrm(
-            AmoActivities.read_current_lead, event.entity_id, summary="re-read lead"
+            AmoActivities.read_current_lead,
+            event.entity_id,
+            summary="re-read lead",
+            priority=priorities.WEBHOOKS,
         )
         return LEAD_GONE if current is None else current
 
@@ -194,6 +198,7 @@ class AmoEntityWorkflow:
                 LeadNote(event.entity_id, rule_note(action.text or "", marker)),
                 marker,
                 summary=f"add note ({action.rule})",
+                priority=priorities.WEBHOOKS,
             )
         elif action.kind == "task":
             due = workflow.now() + timedelta(hours=action.due_in_hours)
@@ -201,6 +206,7 @@ class AmoEntityWorkflow:
                 AmoActivities.add_lead_task,
                 LeadTask(event.entity_id, action.text or "", int(due.timestamp())),
                 summary=f"add task ({action.rule})",
+                priority=priorities.WEBHOOKS,
             )
 
     def _done_before(self, event: EntityEvent, action: PlannedAction) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflows.amocrm_entity import AmoEntityWorkflow
+from workflows.batcher import AmoBatcherWorkflow
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -14,4 +15,5 @@ WORKFLOWS: list[type] = [
     RawWebhookWorkflow,
     ReconcileWorkflow,
     TokenKeepAliveWorkflow,
+    AmoBatcherWorkflow,
 ]

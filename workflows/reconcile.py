@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, EventsWindow
     from activities.delivery import DeliveryActivities
     from leadrelay.settings import IO_TASK_QUEUE
+    from workflows import priorities
     from workflows.amocrm_calls import call_amocrm
 
 
@@ -28,7 +29,10 @@ class ReconcileWorkflow:
         found = 0
         while True:
             page = await call_amocrm(
-                AmoActivities.read_status_events, window, summary=f"read events p.{window.page}"
+                AmoActivities.read_status_events,
+                window,
+                summary=f"read events p.{window.page}",
+                priority=priorities.BACKGROUND_READS,
             )
             if page.events:
                 await workflow.execute_activity_method(

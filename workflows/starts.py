@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from leadrelay.contact import lead_workflow_id
@@ -18,6 +18,13 @@ from leadrelay.events import EntityEvent, EntityStart, RawWebhook
 from leadrelay.models import LeadStart, LeadState, Submission
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
 from workflows.amocrm_entity import AmoEntityWorkflow
+from workflows.batcher import (
+    BATCHER_IDS,
+    AmoBatcherWorkflow,
+    BatcherConfig,
+    BatcherStart,
+    BatchKind,
+)
 from workflows.lead import LeadWorkflow
 from workflows.raw_webhook import RawWebhookWorkflow
 
@@ -81,3 +88,26 @@ async def deliver_raw_webhook(client: Client, raw: RawWebhook) -> None:
         static_summary=f"Unparsed webhook for hook {raw.hook!r}",
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+# Ahead of the lead workflows' tasks on the workflow queue: a batch answers many of them.
+BATCHER_PRIORITY = Priority(priority_key=1)
+
+
+async def ensure_batchers(client: Client, settings: Settings) -> None:
+    """Signal-with-start each batcher: a running one keeps its state and takes the config."""
+    config = BatcherConfig(
+        linger_seconds=settings.leadrelay_batch_linger_seconds,
+        max_items=settings.leadrelay_batch_max_items,
+    )
+    for kind in BatchKind:
+        await client.start_workflow(
+            AmoBatcherWorkflow.run,
+            BatcherStart(kind, config),
+            id=BATCHER_IDS[kind],
+            task_queue=WORKFLOW_TASK_QUEUE,
+            start_signal="configure",
+            start_signal_args=[config],
+            static_summary=f"amoCRM batcher: {kind}",
+            priority=BATCHER_PRIORITY,
+        )

@@ -8,6 +8,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.token_keepalive import TokenKeepAliveActivities
+    from workflows import priorities
     from workflows.amocrm_calls import call_amocrm
 
 
@@ -25,4 +26,5 @@ class TokenKeepAliveWorkflow:
             TokenKeepAliveActivities.keep_token_alive,
             request.max_age_seconds,
             summary="refresh the OAuth pair if it is old",
+            priority=priorities.BACKGROUND_READS,
         )

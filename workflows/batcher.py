@@ -1,0 +1,353 @@
+"""One long-running batcher per kind of write (lead creates, notes): many people's writes
+in one amoCRM request, and still one request per activity.
+
+Lead workflows signal `submit` with their item and wait for a `batch_answer` signal back.
+The batcher sends at most one batch at a time:
+- idle (no batch in the last `linger_seconds`): the first item goes out at once, alone;
+- busy: what arrived meanwhile goes out together, up to 50 items, once `linger_seconds`
+  have passed since the previous batch, or at once when 50 are waiting.
+Items are taken round-robin by form, so a flood on one form cannot fill every batch.
+
+Answers are matched by `request_id`, never by position. A lost answer (timeout, 5xx) is
+reported `unknown` to every member, and each of them looks (search, note lookup) before
+writing again. A batch refused with a 400 is split: the items the validation errors name
+go alone and the rest together (halves when none is named), so one bad item cannot park
+49 good ones; an item refused alone is `failed`. A 429 or a 403 applied nothing: the items
+wait for the backoff and go again. The state carried across continue-as-new is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.amocrm import AmoFailure
+    from activities.amocrm_batches import (
+        MAX_BATCH_ITEMS,
+        AmoBatchActivities,
+        LeadsBatch,
+        LeadToCreate,
+        NotesBatch,
+        NoteToAdd,
+    )
+    from amocrm.models import CreatedLead, CreatedNote, NewLead, NewNote
+    from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from workflows import priorities
+    from workflows.amocrm_calls import (
+        AMOCRM_ATTEMPT_TIMEOUT,
+        WRITE_ONCE,
+        failure_type,
+        write_backoff,
+    )
+
+
+class BatchKind(StrEnum):
+    CREATES = "creates"
+    NOTES = "notes"
+
+
+BATCHER_IDS = {
+    BatchKind.CREATES: "amocrm-batcher-creates",
+    BatchKind.NOTES: "amocrm-batcher-notes",
+}
+ANSWER_SIGNAL = "batch_answer"
+"""The signal a requester defines to receive its `BatchAnswer`."""
+
+BATCHES_PER_RUN = 100
+# A batch is one activity input; Temporal refuses a payload over 2 MB and warns at 512 KB.
+MAX_BATCH_BYTES = 256_000
+# What continue-as-new carries at most; requests beyond it are told to send again.
+MAX_CARRIED_BYTES = 1_000_000
+
+
+class Outcome(StrEnum):
+    DONE = "done"  # written: `lead` or `note` says what amoCRM made
+    UNKNOWN = "unknown"  # the answer was lost: look before writing again
+    FAILED = "failed"  # refused for good (rejected alone, auth): an operator must act
+    RESEND = "resend"  # the batcher did not keep the request: send it again
+
+
+@dataclass
+class BatchRequest:
+    requester: str  # the workflow id the answer goes to
+    form: str
+    received_at: str | None = None  # the submission's 202, for speed-to-lead
+    lead: NewLead | None = None
+    note: NewNote | None = None
+
+    @property
+    def request_id(self) -> str:
+        written = self.lead or self.note
+        assert written is not None and written.request_id, "a batched write needs a request_id"
+        return written.request_id
+
+
+@dataclass
+class BatchAnswer:
+    request_id: str
+    outcome: Outcome
+    lead: CreatedLead | None = None
+    note: CreatedNote | None = None
+    failure_type: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class BatcherConfig:
+    linger_seconds: float = 3.0
+    max_items: int = MAX_BATCH_ITEMS
+
+
+@dataclass
+class BatcherStart:
+    kind: BatchKind
+    config: BatcherConfig = field(default_factory=BatcherConfig)
+    # Carried by continue-as-new: requests not yet sent, and split parts of a refused batch.
+    pending: list[BatchRequest] = field(default_factory=list)
+    splits: list[list[BatchRequest]] = field(default_factory=list)
+    batches_sent: int = 0
+    items_sent: int = 0
+    runs: int = 1
+
+
+@dataclass
+class BatcherStatus:
+    kind: BatchKind
+    pending: int
+    in_flight: int
+    batches_sent: int
+    items_sent: int
+    runs: int
+
+
+@workflow.defn
+class AmoBatcherWorkflow:
+    @workflow.init
+    def __init__(self, start: BatcherStart) -> None:
+        self._state = start
+        self._in_flight: set[str] = set()
+        self._last_sent: datetime | None = None
+        self._failures = 0
+        self._deliveries: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, start: BatcherStart) -> None:
+        batches_this_run = 0
+        while True:
+            await workflow.wait_condition(lambda: bool(self._state.pending or self._state.splits))
+            await self._linger()
+            batch = self._state.splits.pop(0) if self._state.splits else self._take()
+            await self._send(batch)
+            batches_this_run += 1
+            if (
+                batches_this_run >= BATCHES_PER_RUN
+                or workflow.info().is_continue_as_new_suggested()
+            ):
+                await self._continue_as_new()
+
+    @workflow.signal
+    def submit(self, request: BatchRequest) -> None:
+        request_id = request.request_id
+        if request_id in self._in_flight or any(
+            queued.request_id == request_id for split in self._state.splits for queued in split
+        ):
+            return  # its answer is on the way
+        self._state.pending = [p for p in self._state.pending if p.request_id != request_id]
+        self._state.pending.append(request)
+
+    @workflow.signal
+    def configure(self, config: BatcherConfig) -> None:
+        self._state.config = config
+
+    @workflow.query
+    def status(self) -> BatcherStatus:
+        state = self._state
+        return BatcherStatus(
+            kind=state.kind,
+            pending=len(state.pending) + sum(len(split) for split in state.splits),
+            in_flight=len(self._in_flight),
+            batches_sent=state.batches_sent,
+            items_sent=state.items_sent,
+            runs=state.runs,
+        )
+
+    # --- when and what -------------------------------------------------------
+
+    async def _linger(self) -> None:
+        """Idle, a request goes at once; busy, one batch per linger, or at once when full."""
+        if self._last_sent is None or self._state.splits:
+            return
+        due = self._last_sent + timedelta(seconds=self._state.config.linger_seconds)
+        remaining = (due - workflow.now()).total_seconds()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: len(self._state.pending) >= self._max_items(), timeout=remaining
+                )
+
+    def _take(self) -> list[BatchRequest]:
+        batch: list[BatchRequest] = []
+        size = 0
+        for request in _round_robin_by_form(self._state.pending):
+            request_size = _size(request)
+            if len(batch) >= self._max_items() or (batch and size + request_size > MAX_BATCH_BYTES):
+                break
+            batch.append(request)
+            size += request_size
+        taken = {request.request_id for request in batch}
+        self._state.pending = [p for p in self._state.pending if p.request_id not in taken]
+        return batch
+
+    def _max_items(self) -> int:
+        return max(1, min(self._state.config.max_items, MAX_BATCH_ITEMS))
+
+    # --- sending and answering -----------------------------------------------
+
+    async def _send(self, batch: list[BatchRequest]) -> None:
+        request_ids = {request.request_id for request in batch}
+        self._in_flight |= request_ids
+        self._last_sent = workflow.now()
+        self._state.batches_sent += 1
+        self._state.items_sent += len(batch)
+        try:
+            answers = await self._write(batch)
+            self._failures = 0
+        except ActivityError as err:
+            self._in_flight -= request_ids
+            if failure_type(err) in AmoFailure.NOT_APPLIED:
+                # amoCRM refused before doing anything: the items wait, then go again.
+                self._state.pending[:0] = batch
+                self._failures += 1
+                await workflow.sleep(write_backoff(err, self._failures))
+                return
+            answers = self._after_failure(batch, err)
+        self._in_flight -= request_ids
+        self._answer(batch, answers)
+
+    async def _write(self, batch: list[BatchRequest]) -> list[BatchAnswer]:
+        if self._state.kind == BatchKind.CREATES:
+            leads = [LeadToCreate(_written(r.lead), r.received_at) for r in batch]
+            created = await workflow.execute_activity_method(
+                AmoBatchActivities.create_leads_batch,
+                LeadsBatch(leads),
+                **self._activity_options(priorities.NEW_PERSON, f"create {len(batch)} leads"),
+            )
+            done = {lead.request_id: BatchAnswer("", Outcome.DONE, lead=lead) for lead in created}
+        else:
+            notes = [NoteToAdd(_written(r.note), r.received_at) for r in batch]
+            added = await workflow.execute_activity_method(
+                AmoBatchActivities.add_notes_batch,
+                NotesBatch(notes),
+                **self._activity_options(priorities.KNOWN_LEAD, f"add {len(batch)} notes"),
+            )
+            done = {note.request_id: BatchAnswer("", Outcome.DONE, note=note) for note in added}
+        answers = []
+        for request in batch:
+            answer = done.get(request.request_id)
+            if answer is None:
+                answer = BatchAnswer(
+                    "", Outcome.UNKNOWN, message="amoCRM's answer did not name this request_id"
+                )
+            answer.request_id = request.request_id
+            answers.append(answer)
+        return answers
+
+    def _activity_options(self, level: int, summary: str) -> dict[str, Any]:
+        return {
+            "task_queue": AMOCRM_TASK_QUEUE,
+            "start_to_close_timeout": AMOCRM_ATTEMPT_TIMEOUT,
+            "retry_policy": WRITE_ONCE,
+            "priority": priorities.batch(level, self._state.kind),
+            "summary": summary,
+        }
+
+    def _after_failure(self, batch: list[BatchRequest], err: ActivityError) -> list[BatchAnswer]:
+        """Answers for the members; none when a refused batch is split to go again."""
+        kind = failure_type(err)
+        if kind == AmoFailure.REJECTED and len(batch) > 1:
+            self._state.splits[:0] = _split(batch, _rejected_items(err))
+            return []
+        outcome = Outcome.FAILED if kind in AmoFailure.NON_RETRYABLE else Outcome.UNKNOWN
+        message = str(err.cause or err)
+        return [
+            BatchAnswer(request.request_id, outcome, failure_type=kind, message=message)
+            for request in batch
+        ]
+
+    def _answer(self, batch: list[BatchRequest], answers: list[BatchAnswer]) -> None:
+        requesters = {request.request_id: request.requester for request in batch}
+        self._deliveries = [task for task in self._deliveries if not task.done()]
+        for answer in answers:
+            self._deliveries.append(
+                asyncio.create_task(_deliver(requesters[answer.request_id], answer))
+            )
+
+    async def _continue_as_new(self) -> None:
+        carried: list[BatchRequest] = []
+        size = 0
+        for request in self._state.pending:
+            size += _size(request)
+            if size > MAX_CARRIED_BYTES:
+                answer = BatchAnswer(request.request_id, Outcome.RESEND)
+                self._deliveries.append(asyncio.create_task(_deliver(request.requester, answer)))
+            else:
+                carried.append(request)
+        self._state.pending = carried
+        await asyncio.gather(*self._deliveries)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._state.runs += 1
+        workflow.continue_as_new(self._state)
+
+
+async def _deliver(requester: str, answer: BatchAnswer) -> None:
+    try:
+        await workflow.get_external_workflow_handle(requester).signal(ANSWER_SIGNAL, answer)
+    except FailureError as err:  # the requester has ended; nobody waits for this answer
+        workflow.logger.warning("answer for %s not delivered: %s", answer.request_id, err)
+
+
+def _written(item: NewLead | NewNote | None) -> Any:
+    assert item is not None, "a request of this batcher's kind"
+    return item
+
+
+def _round_robin_by_form(pending: list[BatchRequest]) -> Iterator[BatchRequest]:
+    queues: dict[str, list[BatchRequest]] = {}
+    for request in pending:
+        queues.setdefault(request.form, []).append(request)
+    longest = max((len(queue) for queue in queues.values()), default=0)
+    for turn in range(longest):
+        for queue in queues.values():
+            if turn < len(queue):
+                yield queue[turn]
+
+
+def _split(batch: list[BatchRequest], named: set[str]) -> list[list[BatchRequest]]:
+    alone = [request for request in batch if request.request_id in named]
+    rest = [request for request in batch if request.request_id not in named]
+    if alone:
+        return [[request] for request in alone] + ([rest] if rest else [])
+    half = len(batch) // 2
+    return [batch[:half], batch[half:]]
+
+
+def _rejected_items(err: ActivityError) -> set[str]:
+    cause = err.cause
+    details = cause.details if isinstance(cause, ApplicationError) else ()
+    first = details[0] if details else None
+    named = first.get("rejected_items") if isinstance(first, dict) else None
+    return {str(item) for item in named or []}
+
+
+def _size(request: BatchRequest) -> int:
+    return len(json.dumps(asdict(request), default=str))
