@@ -26,7 +26,7 @@ from amocrm.client import AmoClient
 from amocrm.credentials import token_source
 from amocrm.errors import AmoError
 from leadrelay.events import EntityEvent
-from leadrelay.forms import FormsFile
+from leadrelay.forms import FormsConfig, FormsFile
 from leadrelay.forms_check import check_forms
 from leadrelay.logs import configure_logging
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
@@ -148,9 +148,20 @@ async def check_forms_against_account(
         logging.info("forms file matches the amoCRM account")
 
 
+def refuse_unsigned_forwards(settings: Settings) -> None:
+    """A `forward` rule needs FORWARD_SIGNING_SECRET, unless it says `allow_unsigned`."""
+    unsigned = FormsConfig.load(settings.leadrelay_forms).unsigned_forwards()
+    if unsigned and not settings.forward_signing_secret:
+        raise SystemExit(
+            f"forward rules {', '.join(unsigned)} would send unsigned events: set "
+            "FORWARD_SIGNING_SECRET, or add allow_unsigned = true to the forward action"
+        )
+
+
 async def main() -> None:
     settings = Settings()
     configure_logging(settings.leadrelay_log_level)
+    refuse_unsigned_forwards(settings)
     tracing = Tracing.from_environment("leadrelay-worker")
     client = await connect(
         settings,

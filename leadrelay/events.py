@@ -82,6 +82,7 @@ class PlannedAction:
     url: str | None = None
     text: str | None = None
     due_in_hours: float = 24.0
+    allow_unsigned: bool = False
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ForwardRequest:
     url: str
     event_id: str
     body: dict[str, Any]
+    allow_unsigned: bool = False
 
 
 @dataclass

@@ -114,6 +114,9 @@ class RuleAction(BaseModel):
     url: str | None = None
     text: str | None = None
     due_in_hours: float = Field(default=24.0, gt=0)
+    # forward only: without FORWARD_SIGNING_SECRET the worker refuses to start unless this is
+    # true, because a receiver cannot tell unsigned events from forged ones.
+    allow_unsigned: bool = False
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleAction:
@@ -211,6 +214,14 @@ class FormsConfig(BaseModel):
             price_field=spec.price_field,
         )
 
+    def unsigned_forwards(self) -> list[str]:
+        """Rules that forward events and do not allow them unsigned."""
+        return [
+            rule.name
+            for rule in self.rules
+            if any(a.type == "forward" and not a.allow_unsigned for a in rule.actions)
+        ]
+
     def plan(self, event: EntityEvent) -> list[PlannedAction]:
         return [
             PlannedAction(
@@ -219,6 +230,7 @@ class FormsConfig(BaseModel):
                 url=action.url,
                 text=action.text,
                 due_in_hours=action.due_in_hours,
+                allow_unsigned=action.allow_unsigned,
             )
             for rule in self.rules
             if rule.matches(event)

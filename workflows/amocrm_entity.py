@@ -186,7 +186,12 @@ class AmoEntityWorkflow:
             }
             await workflow.execute_activity_method(
                 DeliveryActivities.forward_event,
-                ForwardRequest(action.url, f"{event.dedup_key}/{action.rule}", body),
+                ForwardRequest(
+                    action.url,
+                    f"{event.dedup_key}/{action.rule}",
+                    body,
+                    allow_unsigned=action.allow_unsigned,
+                ),
                 task_queue=IO_TASK_QUEUE,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=FORWARD_RETRY,

@@ -1,0 +1,137 @@
+"""Forwarded events: signed over a timestamp and the body, parked on a receiver's refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from leadrelay.forms import FormsConfig
+from leadrelay.signing import signature_header, verify_signature
+from tests.support import Stack, eventually
+from tests.test_webhooks import (
+    entity_state,
+    forwards_for,
+    move_lead,
+    new_express_lead,
+    subscribe_hook,
+    wait_handled,
+)
+from workflows.amocrm_entity import AmoEntityWorkflow
+
+WORKER = Path(__file__).resolve().parent.parent / "worker.py"
+BODY = b'{"rule":"express-sale","lead":{"id":1}}'
+
+
+def test_a_signature_verifies_only_for_its_body_its_secret_and_a_recent_time() -> None:
+    now = 1_800_000_000
+    header = signature_header("s3cret", BODY, now)
+    assert header.startswith(f"t={now},v1=")
+    assert verify_signature("s3cret", header, BODY, now=now + 10)
+    assert not verify_signature("s3cret", header, BODY + b" ", now=now)
+    assert not verify_signature("other", header, BODY, now=now)
+    # A captured request replayed later is refused, though its HMAC is still right.
+    assert not verify_signature("s3cret", header, BODY, now=now + 301)
+    # The timestamp is signed: moving it forward breaks the HMAC.
+    moved = header.replace(f"t={now}", f"t={now + 600}")
+    assert not verify_signature("s3cret", moved, BODY, now=now + 600)
+    # While secrets rotate, a header may carry one v1 per secret.
+    rotating = f"{header},v1={signature_header('new', BODY, now).split('v1=')[1]}"
+    assert verify_signature("new", rotating, BODY, now=now)
+    assert not verify_signature("s3cret", "v1=abc", BODY, now=now)
+
+
+FORWARD_RULE = """
+[[rules]]
+name = "sale"
+status_id = 142
+actions = [{{ type = "forward", url = "https://academy.example/sales"{extra} }}]
+"""
+
+
+def test_the_worker_refuses_to_start_with_a_forward_rule_and_no_signing_secret(
+    tmp_path: Path,
+) -> None:
+    forms = tmp_path / "forms.toml"
+    forms.write_text(FORWARD_RULE.format(extra=""), encoding="utf-8")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("FORWARD_", "LEADRELAY_", "AMOCRM_", "TEMPORAL_"))
+    }
+    env |= {"LEADRELAY_FORMS": str(forms), "AMOCRM_BASE_URL": "http://127.0.0.1:9"}
+    started = subprocess.run(
+        [sys.executable, str(WORKER)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "FORWARD_SIGNING_SECRET" in started.stderr and "sale" in started.stderr
+
+    allowed = FORWARD_RULE.format(extra=", allow_unsigned = true")
+    assert FormsConfig.model_validate(_toml(allowed)).unsigned_forwards() == []
+    assert FormsConfig.model_validate(_toml(FORWARD_RULE.format(extra=""))).unsigned_forwards() == [
+        "sale"
+    ]
+
+
+def _toml(text: str) -> dict[str, object]:
+    return tomllib.loads(text)
+
+
+@pytest.fixture
+def refusing_receiver(stack: Stack) -> Iterator[Callable[[int], None]]:
+    def refuse(status: int) -> None:
+        stack.receiver.answer_status = status
+
+    yield refuse
+    stack.receiver.answer_status = 200
+
+
+async def test_a_receivers_4xx_parks_the_event_until_retry(
+    clean_sandbox: Stack, new_phone: Callable[[], str], refusing_receiver: Callable[[int], None]
+) -> None:
+    stack = clean_sandbox
+    await subscribe_hook(stack)
+    refusing_receiver(422)
+    lead_id = await new_express_lead(stack, new_phone())
+    await move_lead(stack, lead_id, 142)
+
+    async def parked() -> bool:
+        try:
+            state = await entity_state(stack, lead_id)
+        except Exception:
+            return False
+        return any("ForwardRejected" in action.outcome for action in state.actions)
+
+    await eventually(parked)
+    await asyncio.sleep(3)
+    assert len(forwards_for(stack, lead_id)) == 1, "a 4xx is not retried by itself"
+
+    refusing_receiver(200)
+    handle = stack.temporal.get_workflow_handle(f"amocrm-lead-{lead_id}")
+    await handle.signal(AmoEntityWorkflow.retry)
+
+    async def delivered() -> bool:
+        return len(forwards_for(stack, lead_id)) == 2
+
+    await eventually(delivered)
+    state = await wait_handled(stack, lead_id, seen=1)
+    assert [a.outcome for a in state.actions if a.action == "forward"][-1] == "done"
+    last = stack.receiver.received[-1]
+    assert verify_signature(
+        stack.settings.forward_signing_secret or "",
+        last.headers["x-leadrelay-signature"],
+        last.body,
+        now=time.time(),
+    )
