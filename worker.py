@@ -116,6 +116,7 @@ def create_workers(
             amocrm.main_pipeline_id,
             amocrm.read_current_lead,
             amocrm.lead_has_note,
+            amocrm.lead_has_task,
             amocrm.add_lead_task,
             amocrm.read_status_events,
             batches.create_leads_batch,

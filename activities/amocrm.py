@@ -115,7 +115,9 @@ class LeadNote:
 
 
 @dataclass
-class NoteLookup:
+class MarkerLookup:
+    """A note or task on a lead whose text contains `marker`."""
+
     lead_id: int
     marker: str
 
@@ -294,8 +296,13 @@ class AmoActivities:
         await self._call(self._client.add_lead_note(request.lead_id, request.text))
 
     @activity.defn(name="amocrm.lead_has_note")
-    async def lead_has_note(self, lookup: NoteLookup) -> bool:
+    async def lead_has_note(self, lookup: MarkerLookup) -> bool:
         texts = await self._call(self._client.lead_note_texts(lookup.lead_id))
+        return any(lookup.marker in text for text in texts)
+
+    @activity.defn(name="amocrm.lead_has_task")
+    async def lead_has_task(self, lookup: MarkerLookup) -> bool:
+        texts = await self._call(self._client.lead_task_texts(lookup.lead_id))
         return any(lookup.marker in text for text in texts)
 
     @activity.defn(name="amocrm.read_current_lead")

@@ -262,6 +262,20 @@ class AmoClient:
             ],
         )
 
+    async def lead_task_texts(self, lead_id: int) -> list[str]:
+        """The texts of the lead's newest tasks (one page)."""
+        body = await self._request(
+            "GET",
+            "/api/v4/tasks",
+            params={
+                "filter[entity_type]": "leads",
+                "filter[entity_id][]": str(lead_id),
+                "limit": "250",
+                "order[id]": "desc",
+            },
+        )
+        return [str(task.get("text") or "") for task in _embedded(body, "tasks")]
+
     async def lead_status_events(
         self, created_from: int, page: int
     ) -> tuple[list[dict[str, Any]], bool]:

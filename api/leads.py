@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import assert_never
+
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
@@ -9,7 +11,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import SettingsDep, TemporalDep
 from leadrelay.contact import (
     InvalidContact,
+    KeyKind,
     contact_key,
+    key_kind,
     lead_workflow_id,
     normalize_email,
     normalize_phone,
@@ -51,10 +55,13 @@ class LeadView(BaseModel):
 @router.get("/api/leads/{lead_key}", response_model=LeadView)
 async def get_lead(lead_key: str, settings: SettingsDep, temporal: TemporalDep) -> LeadView:
     try:
-        if "@" in lead_key:
-            key = contact_key(None, normalize_email(lead_key))
-        else:
-            key = contact_key(normalize_phone(lead_key, settings.leadrelay_phone_region), None)
+        match key_kind(lead_key):
+            case KeyKind.EMAIL:
+                key = contact_key(None, normalize_email(lead_key))
+            case KeyKind.PHONE:
+                key = contact_key(normalize_phone(lead_key, settings.leadrelay_phone_region), None)
+            case unknown:
+                assert_never(unknown)
     except InvalidContact as err:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(err)) from err
     # get_workflow_handle_for(LeadWorkflow.run, ...) takes a union mypy cannot infer from.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
 import phonenumbers
 
@@ -56,6 +57,18 @@ def contact_key(phone: str | None, email: str | None) -> str:
     if email:
         return email
     raise InvalidContact("phone", "a phone or an email is required")
+
+
+class KeyKind(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+
+
+def key_kind(key: str) -> KeyKind:
+    """Whether a contact key (or what a caller typed to name one) is a phone or an email.
+
+    An email always has an "@" and a phone never does; an email may start with "+"."""
+    return KeyKind.EMAIL if "@" in key else KeyKind.PHONE
 
 
 def lead_workflow_id(key: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 RECONCILIATION = "reconciliation"
 _SINGULAR = {
@@ -48,11 +49,36 @@ class EntityStart:
     carried: EntityState | None = None
 
 
+class ActionKind(StrEnum):
+    """What a rule's action does: `forward` the event, or write a `note` or a `task`."""
+
+    FORWARD = "forward"
+    NOTE = "note"
+    TASK = "task"
+
+
+class Outcome(StrEnum):
+    """How `ActionTaken.outcome` starts; details may follow it."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_CONFIRMED = "not confirmed"
+    LEAD_DELETED = "lead deleted"
+
+
+WHOLE_EVENT: Final = "-"
+"""`ActionTaken.rule` and `.action` of a record about the whole event, not one action."""
+
+
 @dataclass
 class ActionTaken:
     dedup_key: str
+    # A rule's name, or WHOLE_EVENT.
     rule: str
+    # An ActionKind, or WHOLE_EVENT.
     action: str
+    # An Outcome, then details.
     outcome: str
     at: str
 
@@ -71,6 +97,10 @@ class EntityState:
     last_status_id: int | None = None
     actions: list[ActionTaken] = field(default_factory=list)
     runs: int = 1
+    # The newest events set aside by `skip`, without their raw item (at most
+    # `limits.SKIPPED_KEPT`); all are counted.
+    skipped: list[EntityEvent] = field(default_factory=list)
+    events_skipped: int = 0
 
 
 @dataclass
@@ -78,7 +108,7 @@ class PlannedAction:
     """One action of one matching rule, as the forms file says it at the time."""
 
     rule: str
-    kind: str
+    kind: ActionKind
     url: str | None = None
     text: str | None = None
     due_in_hours: float = 24.0

@@ -38,13 +38,13 @@ import hashlib
 import string
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from leadrelay.contact import contact_key
-from leadrelay.events import EntityEvent, PlannedAction
+from leadrelay.events import ActionKind, EntityEvent, PlannedAction
 from leadrelay.lead_fields import UTM_FIELDS, FieldMapping
 from leadrelay.models import Route, Submission
 
@@ -110,7 +110,7 @@ class RuleAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["forward", "note", "task"]
+    type: ActionKind
     url: str | None = None
     text: str | None = None
     due_in_hours: float = Field(default=24.0, gt=0)
@@ -120,9 +120,9 @@ class RuleAction(BaseModel):
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleAction:
-        if self.type == "forward" and not self.url:
+        if self.type is ActionKind.FORWARD and not self.url:
             raise ValueError("a forward action needs a url")
-        if self.type in ("note", "task") and not self.text:
+        if self.type in (ActionKind.NOTE, ActionKind.TASK) and not self.text:
             raise ValueError(f"a {self.type} action needs a text")
         return self
 

@@ -30,6 +30,14 @@ PROCESSED_IDS_KEPT = 500
 DEAD_LETTERS_KEPT = 50
 """Dead letters listed in a lead workflow's state; older ones are only counted."""
 
+SKIPPED_KEPT = 20
+"""Submissions (or events) set aside by the `skip` signal and kept in a workflow's state;
+older ones are only counted."""
+
+SKIPPED_SUBMISSION_BYTES = 16 * 1024
+"""A skipped submission larger than this, in payload bytes, is kept cut; with SKIPPED_KEPT
+that bounds the skipped list to about 320 KB of the carried state."""
+
 OPERATOR_REQUESTS_KEPT = 20
 """Queued operator requests (resync, note); a signal past this is refused with an error."""
 

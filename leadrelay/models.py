@@ -18,6 +18,8 @@ class Step(StrEnum):
     UPDATED = "updated"
     WAITING_RETRY = "waiting-retry"
     FAILED = "failed"
+    # An operator set the parked submission aside (signal `skip`).
+    SKIPPED = "skipped"
     DONE = "done"
 
 
@@ -70,12 +72,26 @@ class DeadLetter:
     run_id: str
 
 
+class OperatorRequestKind(StrEnum):
+    RESYNC = "resync"
+    NOTE = "note"
+
+
 @dataclass
 class OperatorRequest:
     """`resync` (re-read amoCRM) or `note` (add `text` to the lead), sent by a signal."""
 
-    kind: str
+    kind: OperatorRequestKind
     text: str | None = None
+
+
+@dataclass
+class SkippedSubmission:
+    """A parked submission an operator set aside; cut when it was large (whole in history)."""
+
+    submission: Submission
+    error: LeadError | None
+    at: str
 
 
 @dataclass
@@ -110,3 +126,6 @@ class LeadState:
     # The newest dead letters (at most `limits.DEAD_LETTERS_KEPT`); all are counted.
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dead_lettered: int = 0
+    # The newest submissions set aside by `skip` (at most `limits.SKIPPED_KEPT`); all counted.
+    skipped: list[SkippedSubmission] = field(default_factory=list)
+    submissions_skipped: int = 0

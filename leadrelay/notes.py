@@ -49,12 +49,13 @@ def note_marker(submission: Submission) -> str:
     return f"id {submission.submission_id[:16]}"
 
 
-def rule_note(text: str, marker: str) -> str:
+def rule_text(text: str, marker: str) -> str:
+    """A rule's note or task text, marked so that it can be found again in amoCRM."""
     return f"{text} · {marker}"
 
 
-def rule_note_marker(event_key: str, rule: str) -> str:
-    """Unique to one rule acting on one event, so its note can be found again in amoCRM."""
+def rule_marker(event_key: str, rule: str) -> str:
+    """Unique to one rule acting on one event, so its note or task can be found again."""
     return f"id {hashlib.sha256(f'{event_key}/{rule}'.encode()).hexdigest()[:16]}"
 
 

@@ -25,6 +25,7 @@ LEAD_STATES = {
     Step.UPDATED: "updated",
     Step.WAITING_RETRY: "waiting-retry",
     Step.FAILED: "failed",
+    Step.SKIPPED: "skipped",
     Step.DONE: "done",
 }
 

@@ -18,6 +18,7 @@ from sandbox.render import (
     links,
     note_json,
     pipeline_json,
+    task_json,
     user_json,
 )
 from sandbox.responses import HalJSONResponse, ValidationProblem
@@ -386,6 +387,28 @@ async def list_events(request: Request, account: Account, base: BaseUrl) -> Resp
     return _list_page(
         request, base, "events", events, lambda event: event_json(event, base), MAX_EVENTS_PAGE
     )
+
+
+@router.get("/tasks")
+async def list_tasks(request: Request, account: Account, base: BaseUrl) -> Response:
+    """`filter[entity_type]`, `filter[entity_id]` (or `filter[entity_id][]`, repeated) and
+    `order[id]=asc|desc`, as amoCRM takes them; other filters are not supported."""
+    params = request.query_params
+    entity_type = params.get("filter[entity_type]")
+    entity_ids = {
+        int(value)
+        for key in ("filter[entity_id]", "filter[entity_id][]")
+        for value in params.getlist(key)
+        if value.isdigit()
+    }
+    tasks = [
+        task
+        for task in account.tasks.values()
+        if (entity_type is None or task.entity_type == entity_type)
+        and (not entity_ids or task.entity_id in entity_ids)
+    ]
+    tasks.sort(key=lambda task: task.id, reverse=params.get("order[id]") == "desc")
+    return _list_page(request, base, "tasks", tasks, lambda task: task_json(task, base))
 
 
 @router.post("/tasks")

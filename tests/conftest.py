@@ -72,6 +72,7 @@ status_id = 142
 actions = [
   {{ type = "forward", url = "{receiver}/events" }},
   {{ type = "note", text = "Продажа передана в академию" }},
+  {{ type = "task", text = "Поздравить с покупкой", due_in_hours = 24 }},
 ]
 """
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
+from leadrelay.events import Outcome
 from tests.conftest import EXPRESS_PIPELINE, PROFTEST_PIPELINE, SANDBOX_TOKEN, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
 from tests.test_pipeline import notes_of, wait_processed
 from tests.test_webhooks import HOOK, entity_state
-from workflows.amocrm_entity import LEAD_DELETED
 from workflows.lead import LeadWorkflow
 
 AMO = {"Authorization": f"Bearer {SANDBOX_TOKEN}"}
@@ -53,7 +53,7 @@ async def test_a_deleted_lead_is_recorded_and_its_lead_workflow_searches_again(
             if err.status == RPCStatusCode.NOT_FOUND:
                 return False
             raise
-        return any(action.outcome == LEAD_DELETED for action in state.actions)
+        return any(action.outcome == Outcome.LEAD_DELETED for action in state.actions)
 
     await eventually(recorded_as_deleted)
     await eventually(lambda: _lead_workflow_knows(stack, phone, None))

@@ -93,6 +93,33 @@ async def test_bad_request_parks_the_submission_until_retry_signal(
     assert lead["pipeline_id"] == PROFTEST_PIPELINE
 
 
+async def test_skip_sets_the_parked_submission_aside_and_goes_on_with_the_next(
+    clean_sandbox: Stack, extra_form: MapForm, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    await extra_form("broken-skip", 999999)
+    phone = new_phone()
+    response = await stack.api.post("/api/landing/broken-skip", json={"phone": phone})
+    handle = stack.temporal.get_workflow_handle(response.json()["workflow_id"])
+
+    async def parked_with_next_waiting() -> bool:
+        view = await stack.lead_view(phone)
+        return view["step"] == "failed" and view["submissions_pending"] == 2
+
+    await stack.api.post("/api/landing/proftest", json={"phone": phone, "name": "Вторая"})
+    await eventually(parked_with_next_waiting)
+    await handle.signal(LeadWorkflow.skip)
+    await wait_processed(stack, phone, 1)
+
+    state = await handle.query(LeadWorkflow.state)
+    assert state.submissions_skipped == 1 and state.submissions_processed == 1
+    [skipped] = state.skipped
+    assert skipped.submission.form == "broken-skip"
+    assert skipped.error is not None and skipped.error.kind == "AmoRejected"
+    [lead] = leads_of(await stack.sandbox_state(), phone[1:])
+    assert lead["pipeline_id"] == PROFTEST_PIPELINE
+
+
 @pytest.mark.parametrize("status", [401, 402])
 async def test_auth_failure_stops_the_lead_without_hammering(
     clean_sandbox: Stack, new_phone: Callable[[], str], status: int

@@ -1,8 +1,10 @@
 """Recorded histories must replay against the current workflow code.
 
 A change that would break running workflows fails here; make deliberate changes with
-`workflow.patched`. Re-record after adding a scenario:
-`LEADRELAY_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py`.
+`workflow.patched`. Record after adding a scenario:
+`LEADRELAY_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py`. Recording writes only
+histories that are not there yet: a history recorded with older code is the point of the
+test, so it is never overwritten (delete a file to record it afresh).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
 from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
+from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.batcher import BATCHER_IDS, BatchKind
 from workflows.catalog import WORKFLOWS
 from workflows.lead import LeadWorkflow
@@ -80,6 +83,16 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     await wait_all_processed(stack, [flaky])
     recorded["lead-create-answer-lost"] = f"lead-{flaky}"
 
+    refused = new_phone()
+    too_many = {"title": "Too Many Requests", "status": 429, "retry_after": 1}
+    await stack.set_faults(
+        fail_next=[{"method": "POST", "path_prefix": "/api/v4/leads/complex", "status": 429,
+                    "body": too_many}]
+    )  # fmt: skip
+    await stack.api.post("/api/landing/proftest", json={"phone": refused})
+    await wait_all_processed(stack, [refused])
+    recorded["lead-create-refused-then-created"] = f"lead-{refused}"
+
     rejected = new_phone()
     await stack.set_faults(
         fail_next=[{"method": "POST", "path_prefix": "/api/v4/leads/complex", "status": 400}]
@@ -89,6 +102,19 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     await stack.temporal.get_workflow_handle(response.json()["workflow_id"]).signal("retry")
     await wait_processed(stack, rejected, 1)
     recorded["lead-rejected-then-retried"] = f"lead-{rejected}"
+
+    skipped = new_phone()
+    await stack.set_faults(
+        fail_next=[{"method": "POST", "path_prefix": "/api/v4/leads/complex", "status": 400}]
+    )
+    response = await stack.api.post("/api/landing/proftest", json={"phone": skipped})
+    await stack.api.post("/api/landing/proftest", json={"phone": skipped, "name": "Вторая"})
+    await asyncio.sleep(3)
+    await stack.temporal.get_workflow_handle(response.json()["workflow_id"]).signal(
+        LeadWorkflow.skip
+    )
+    await wait_processed(stack, skipped, 1)
+    recorded["lead-parked-then-skipped"] = f"lead-{skipped}"
 
     brief = stack.settings.model_copy(update={"leadrelay_quiet_window_seconds": 1.0})
     quiet = new_phone()
@@ -101,6 +127,24 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     await move_lead(stack, sold, 142)
     await wait_handled(stack, sold, seen=1)
     recorded["entity-status-forwarded"] = entity_workflow_id("leads", sold)
+
+    lost = await new_express_lead(stack, new_phone())
+    await stack.set_faults(lost_answer_rate=1.0)
+    await move_lead(stack, lost, 142)
+    await wait_handled(stack, lost, seen=1)
+    await stack.set_faults(lost_answer_rate=0.0)
+    recorded["entity-rule-answers-lost"] = entity_workflow_id("leads", lost)
+
+    parked = await new_express_lead(stack, new_phone())
+    await stack.set_faults(
+        fail_next=[{"method": "POST", "path_prefix": "/api/v4/leads/", "status": 400}]
+    )
+    await move_lead(stack, parked, 142)
+    await asyncio.sleep(3)
+    entity = stack.temporal.get_workflow_handle(entity_workflow_id("leads", parked))
+    await entity.signal(AmoEntityWorkflow.skip)
+    await asyncio.sleep(2)
+    recorded["entity-parked-then-skipped"] = entity_workflow_id("leads", parked)
 
     response = await stack.api.post(
         "/api/amocrm/funnel-sale", params={"token": WEBHOOK_TOKEN}, content=b"\xff["
@@ -123,5 +167,7 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
 
     HISTORIES.mkdir(exist_ok=True)
     for name, workflow_id in recorded.items():
+        if (HISTORIES / f"{name}.json").exists():
+            continue
         history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")

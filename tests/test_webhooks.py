@@ -115,7 +115,11 @@ async def test_status_change_forwards_once_despite_redeliveries_and_restarts(
     assert note.startswith("Продажа передана в академию · id "), note
 
 
-async def test_a_rule_note_whose_answer_was_lost_is_written_once(
+def tasks_of(state: dict[str, Any], lead_id: int) -> list[str]:
+    return [t["text"] for t in state["tasks"] if t["entity_id"] == lead_id]
+
+
+async def test_a_rule_note_and_task_whose_answers_were_lost_are_written_once(
     clean_sandbox: Stack, new_phone: Callable[[], str]
 ) -> None:
     stack = clean_sandbox
@@ -127,16 +131,21 @@ async def test_a_rule_note_whose_answer_was_lost_is_written_once(
     state = await wait_handled(stack, lead_id, seen=1)
     await stack.set_faults()
 
-    assert [(a.action, a.outcome) for a in state.actions if a.action == "note"] == [
-        ("note", "done")
+    assert [(a.action, a.outcome) for a in state.actions if a.action in ("note", "task")] == [
+        ("note", "done"),
+        ("task", "done"),
     ]
-    [note] = notes_of(await stack.sandbox_state(), lead_id)
+    sandbox = await stack.sandbox_state()
+    [note] = notes_of(sandbox, lead_id)
     assert note.startswith("Продажа передана в академию · id "), note
+    [task] = tasks_of(sandbox, lead_id)
+    assert task.startswith("Поздравить с покупкой · id "), task
     lost = [
-        r for r in await stack.sandbox_requests()
-        if r["method"] == "POST" and r["path"].endswith("/notes") and r["status"] == 504
+        r["path"] for r in await stack.sandbox_requests()
+        if r["method"] == "POST" and r["status"] == 504
     ]  # fmt: skip
-    assert lost, "the note's answer really was lost"
+    assert any(path.endswith("/notes") for path in lost), "the note's answer really was lost"
+    assert any(path.endswith("/tasks") for path in lost), "the task's answer really was lost"
 
 
 async def test_two_real_changes_are_both_handled(

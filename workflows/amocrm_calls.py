@@ -1,7 +1,8 @@
 """How workflows call amoCRM: on the rate-limited queue, with one retry policy.
 
-Writes whose answer can be lost after amoCRM applied them (a create, a note) are the
-exception: they are tried once at a time, and looked for before they are written again.
+Writes whose answer can be lost after amoCRM applied them (a create, a note, a task) are the
+exception: they are tried once at a time, and looked for before they are written again
+(`write_once`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ with workflow.unsafe.imports_passed_through():
         ContactSearch,
         LeadNote,
         LeadsRead,
-        NoteLookup,
+        LeadTask,
+        MarkerLookup,
     )
     from amocrm.models import Contact, Lead
-    from leadrelay.limits import AMOCRM_PAGES_MAX
+    from leadrelay.bounded import cut_text
+    from leadrelay.limits import AMOCRM_PAGES_MAX, ERROR_MESSAGE_CHARS
+    from leadrelay.models import LeadError
     from leadrelay.settings import AMOCRM_TASK_QUEUE
 
 T = TypeVar("T")
+A = TypeVar("A")
+W = TypeVar("W")
+F = TypeVar("F")
 
 AMOCRM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -40,7 +47,7 @@ AMOCRM_RETRY = RetryPolicy(
 AMOCRM_PATIENCE = timedelta(days=7)
 AMOCRM_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 ROUTING_RETRY = RetryPolicy(maximum_attempts=3)
-# A create or a note is never retried blindly: its answer may have been lost after amoCRM
+# A create, a note or a task is never retried blindly: its answer may have been lost after amoCRM
 # applied it, so the workflow looks for it before writing again.
 WRITE_ONCE = RetryPolicy(maximum_attempts=1)
 WRITE_BACKOFF_CAP = timedelta(minutes=5)
@@ -125,36 +132,103 @@ def write_backoff(err: ActivityError | None, failures: int) -> timedelta:
     return asked or min(timedelta(seconds=2 ** min(failures, 10)), WRITE_BACKOFF_CAP)
 
 
-async def add_note_once(
-    note: LeadNote, marker: str, *, summary: str, priority: Priority = Priority.default
-) -> None:
-    """Writes `note`, whose text contains `marker`, exactly once.
+async def write_once(
+    write: Callable[[], Awaitable[W]],
+    find: Callable[[], Awaitable[F | None]],
+    *,
+    on_failure: Callable[[ActivityError], None] | None = None,
+    refusal_patch: str | None = None,
+) -> W | F:
+    """Performs a write whose answer can be lost after amoCRM applied it, exactly once.
 
-    Like a create, a note whose answer was lost is looked for by its marker before it is
-    written again, so a retry does not leave the manager two copies.
+    `write` runs its activity with WRITE_ONCE. After a failure that retrying may fix, the
+    workflow waits (what amoCRM asked for, else capped exponential) and then looks with
+    `find`: what it finds is the outcome; if nothing, the write is tried again. A write that
+    amoCRM refused before doing anything (429, 403) is tried again without looking; with
+    `refusal_patch` set, only where `workflow.patched(refusal_patch)` (histories recorded
+    before that rule looked every time). A failure retrying cannot fix is raised.
     """
     failures = 0
     while True:
         try:
-            await workflow.execute_activity_method(
-                AmoActivities.add_lead_note,
-                note,
-                task_queue=AMOCRM_TASK_QUEUE,
-                start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-                retry_policy=WRITE_ONCE,
-                summary=summary,
-                priority=priority,
-            )
-            return
+            return await write()
         except ActivityError as err:
-            if failure_type(err) in AmoFailure.NON_RETRYABLE:
+            kind = failure_type(err)
+            if kind in AmoFailure.NON_RETRYABLE:
                 raise
+            if on_failure is not None:
+                on_failure(err)
             failures += 1
             await workflow.sleep(write_backoff(err, failures))
-            if failure_type(err) in AmoFailure.NOT_APPLIED:
-                continue
-            lookup = NoteLookup(note.lead_id, marker)
-            if await call_amocrm(
-                AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
+            if kind in AmoFailure.NOT_APPLIED and (
+                refusal_patch is None or workflow.patched(refusal_patch)
             ):
-                return
+                continue
+            found = await find()
+            if found is not None:
+                return found
+
+
+async def add_note_once(
+    note: LeadNote, marker: str, *, summary: str, priority: Priority = Priority.default
+) -> None:
+    """Writes `note`, whose text contains `marker`, once: a retry leaves no second copy."""
+
+    async def write() -> bool:
+        await _write_activity(AmoActivities.add_lead_note, note, summary, priority)
+        return True
+
+    async def find() -> bool | None:
+        lookup = MarkerLookup(note.lead_id, marker)
+        found = await call_amocrm(
+            AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
+        )
+        return True if found else None
+
+    await write_once(write, find)
+
+
+async def add_task_once(
+    task: LeadTask, marker: str, *, summary: str, priority: Priority = Priority.default
+) -> None:
+    """Writes `task`, whose text contains `marker`, once: a retry leaves no second copy."""
+
+    async def write() -> bool:
+        await _write_activity(AmoActivities.add_lead_task, task, summary, priority)
+        return True
+
+    async def find() -> bool | None:
+        lookup = MarkerLookup(task.lead_id, marker)
+        found = await call_amocrm(
+            AmoActivities.lead_has_task, lookup, summary="find task", priority=priority
+        )
+        return True if found else None
+
+    await write_once(write, find)
+
+
+async def _write_activity(
+    activity: Callable[[AmoActivities, A], Awaitable[T]],
+    arg: A,
+    summary: str,
+    priority: Priority,
+) -> T:
+    return await workflow.execute_activity_method(
+        activity,
+        arg,
+        task_queue=AMOCRM_TASK_QUEUE,
+        start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+        retry_policy=WRITE_ONCE,
+        summary=summary,
+        priority=priority,
+    )
+
+
+def lead_error(err: ActivityError, *, submission_id: str | None = None) -> LeadError:
+    """What a lead's state shows of a failed activity: its type, its cause, and when."""
+    return LeadError(
+        kind=failure_type(err),
+        message=cut_text(str(err.cause or err), ERROR_MESSAGE_CHARS) or "",
+        at=workflow.now().isoformat(),
+        submission_id=submission_id,
+    )

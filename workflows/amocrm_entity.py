@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from datetime import timedelta
+from typing import assert_never
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -23,19 +25,29 @@ with workflow.unsafe.imports_passed_through():
     from activities.routing import RoutingActivities
     from leadrelay.events import (
         RECONCILIATION,
+        WHOLE_EVENT,
+        ActionKind,
         ActionTaken,
         EntityEvent,
         EntityStart,
         EntityState,
         ForwardRequest,
+        Outcome,
         PlannedAction,
     )
-    from leadrelay.limits import ENTITY_PENDING_BYTES
-    from leadrelay.notes import rule_note, rule_note_marker
+    from leadrelay.limits import ENTITY_PENDING_BYTES, SKIPPED_KEPT
+    from leadrelay.notes import rule_marker, rule_text
     from leadrelay.settings import IO_TASK_QUEUE
     from workflows import priorities
-    from workflows.amocrm_calls import ROUTING_RETRY, add_note_once, call_amocrm, failure_type
+    from workflows.amocrm_calls import (
+        ROUTING_RETRY,
+        add_note_once,
+        add_task_once,
+        call_amocrm,
+        failure_type,
+    )
     from workflows.inbox import Inbox, Offered, continue_as_new_if_due
+    from workflows.parking import Decision, Handled, Parking
 
 # The downstream must hear about a sale however long it is down.
 FORWARD_RETRY = RetryPolicy(
@@ -43,7 +55,6 @@ FORWARD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
-LEAD_DELETED = "lead deleted"
 
 
 class _Gone(enum.Enum):
@@ -71,15 +82,20 @@ class AmoEntityWorkflow:
             budget_bytes=ENTITY_PENDING_BYTES,
             cut=_without_item,
         )
-        self._retry_requested = False
+        self._parking = Parking()
 
     @workflow.run
     async def run(self, start: EntityStart) -> EntityState:
         handled_this_run = 0
         while event := await self._inbox.next(self._memory):
-            await self._handle_until_done(event)
+            handled = await self._parking.handle(
+                functools.partial(self._handle, event), functools.partial(self._park, event)
+            )
             self._inbox.done(event)
-            self._state.events_handled += 1
+            if handled is Handled.SKIPPED:
+                self._set_aside(event)
+            else:
+                self._state.events_handled += 1
             handled_this_run += 1
             carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
             await continue_as_new_if_due(
@@ -101,27 +117,34 @@ class AmoEntityWorkflow:
 
     @workflow.signal
     def retry(self) -> None:
-        """Try a failed action again, e.g. after the forms file was fixed."""
-        self._retry_requested = True
+        """Try the parked event again, e.g. after the forms file was fixed."""
+        self._parking.decide(Decision.RETRY)
+
+    @workflow.signal
+    def skip(self) -> None:
+        """Set the parked event aside (kept in `skipped`) and go on with the next one."""
+        self._parking.decide(Decision.SKIP)
 
     @workflow.query
     def state(self) -> EntityState:
         return self._state
 
-    async def _handle_until_done(self, event: EntityEvent) -> None:
-        while True:
-            try:
-                await self._handle(event)
-                return
-            except ActivityError as err:
-                self._record(event, "-", "-", f"failed ({failure_type(err)}): {err.cause or err}")
-                workflow.logger.error("%s needs an operator: %s", workflow.info().workflow_id, err)
-                self._retry_requested = False
-                await workflow.wait_condition(lambda: self._retry_requested)
+    def _park(self, event: EntityEvent, err: ActivityError) -> None:
+        """A failure retrying cannot fix: the event waits for `retry` or `skip`."""
+        outcome = f"{Outcome.FAILED} ({failure_type(err)}): {err.cause or err}"
+        self._record(event, WHOLE_EVENT, WHOLE_EVENT, outcome)
+        workflow.logger.error("%s needs an operator: %s", workflow.info().workflow_id, err)
+
+    def _set_aside(self, event: EntityEvent) -> None:
+        self._state.skipped.append(_without_item(event))
+        del self._state.skipped[:-SKIPPED_KEPT]
+        self._state.events_skipped += 1
+        self._record(event, WHOLE_EVENT, WHOLE_EVENT, f"{Outcome.SKIPPED} by an operator")
 
     async def _handle(self, event: EntityEvent) -> None:
         if self._already_seen_through_webhook(event):
-            self._record(event, "-", "-", "skipped: its webhook was already handled")
+            outcome = f"{Outcome.SKIPPED}: its webhook was already handled"
+            self._record(event, WHOLE_EVENT, WHOLE_EVENT, outcome)
             return
         actions = await workflow.execute_local_activity_method(
             RoutingActivities.plan_actions,
@@ -131,7 +154,7 @@ class AmoEntityWorkflow:
         )
         current = await self._current_lead(event) if actions else None
         if current is LEAD_GONE:
-            self._record(event, "-", "-", LEAD_DELETED)
+            self._record(event, WHOLE_EVENT, WHOLE_EVENT, Outcome.LEAD_DELETED)
             await workflow.execute_activity_method(
                 DeliveryActivities.announce_lead_deleted,
                 event.entity_id,
@@ -142,14 +165,13 @@ class AmoEntityWorkflow:
             return
         if isinstance(current, CurrentLead) and not _confirms(current, event):
             lead = current.lead
-            self._record(
-                event, "-", "-", f"not confirmed: lead is in {lead.pipeline_id}/{lead.status_id}"
-            )
+            outcome = f"{Outcome.NOT_CONFIRMED}: lead is in {lead.pipeline_id}/{lead.status_id}"
+            self._record(event, WHOLE_EVENT, WHOLE_EVENT, outcome)
         else:
             for action in actions:
                 if not self._done_before(event, action):
                     await self._perform(action, event, current)
-                    self._record(event, action.rule, action.kind, "done")
+                    self._record(event, action.rule, action.kind, Outcome.DONE)
         if event.action == "status":
             self._state.last_status_id = event.status_id
 
@@ -177,47 +199,51 @@ class AmoEntityWorkflow:
     async def _perform(
         self, action: PlannedAction, event: EntityEvent, current: CurrentLead | None
     ) -> None:
-        if action.kind == "forward":
-            assert action.url is not None
-            body = {
-                "rule": action.rule,
-                "event": dataclasses.asdict(event),
-                "lead": current.raw if current else None,
-            }
-            await workflow.execute_activity_method(
-                DeliveryActivities.forward_event,
-                ForwardRequest(
-                    action.url,
-                    f"{event.dedup_key}/{action.rule}",
-                    body,
-                    allow_unsigned=action.allow_unsigned,
-                ),
-                task_queue=IO_TASK_QUEUE,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=FORWARD_RETRY,
-                summary=f"forward ({action.rule})",
-            )
-        elif action.kind == "note":
-            marker = rule_note_marker(event.dedup_key, action.rule)
-            await add_note_once(
-                LeadNote(event.entity_id, rule_note(action.text or "", marker)),
-                marker,
-                summary=f"add note ({action.rule})",
-                priority=priorities.WEBHOOKS,
-            )
-        elif action.kind == "task":
-            due = workflow.now() + timedelta(hours=action.due_in_hours)
-            await call_amocrm(
-                AmoActivities.add_lead_task,
-                LeadTask(event.entity_id, action.text or "", int(due.timestamp())),
-                summary=f"add task ({action.rule})",
-                priority=priorities.WEBHOOKS,
-            )
+        marker = rule_marker(event.dedup_key, action.rule)
+        match action.kind:
+            case ActionKind.FORWARD:
+                assert action.url is not None
+                body = {
+                    "rule": action.rule,
+                    "event": dataclasses.asdict(event),
+                    "lead": current.raw if current else None,
+                }
+                await workflow.execute_activity_method(
+                    DeliveryActivities.forward_event,
+                    ForwardRequest(
+                        action.url,
+                        f"{event.dedup_key}/{action.rule}",
+                        body,
+                        allow_unsigned=action.allow_unsigned,
+                    ),
+                    task_queue=IO_TASK_QUEUE,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=FORWARD_RETRY,
+                    summary=f"forward ({action.rule})",
+                )
+            case ActionKind.NOTE:
+                await add_note_once(
+                    LeadNote(event.entity_id, rule_text(action.text or "", marker)),
+                    marker,
+                    summary=f"add note ({action.rule})",
+                    priority=priorities.WEBHOOKS,
+                )
+            case ActionKind.TASK:
+                due = workflow.now() + timedelta(hours=action.due_in_hours)
+                task = LeadTask(
+                    event.entity_id, rule_text(action.text or "", marker), int(due.timestamp())
+                )
+                await add_task_once(
+                    task, marker, summary=f"add task ({action.rule})", priority=priorities.WEBHOOKS
+                )
+            case unknown:
+                assert_never(unknown)
 
     def _done_before(self, event: EntityEvent, action: PlannedAction) -> bool:
         return any(
             taken.dedup_key == event.dedup_key
-            and (taken.rule, taken.action, taken.outcome) == (action.rule, action.kind, "done")
+            and (taken.rule, taken.action, taken.outcome)
+            == (action.rule, action.kind, Outcome.DONE)
             for taken in self._state.actions
         )
 
@@ -226,7 +252,13 @@ class AmoEntityWorkflow:
             ActionTaken(event.dedup_key, rule, action, outcome, workflow.now().isoformat())
         )
         del self._state.actions[:-ACTIONS_KEPT]
-        workflow.set_current_details(f"**last** {event.dedup_key}: {rule} {action} → {outcome}")
+        details = f"**last** {event.dedup_key}: {rule} {action} → {outcome}"
+        if self._state.events_skipped:
+            details += (
+                f"\n\n**skipped** {self._state.events_skipped} set aside by an operator "
+                "(see `skipped` in the `state` query)"
+            )
+        workflow.set_current_details(details)
 
 
 def _event_key(event: EntityEvent) -> str:

@@ -14,7 +14,7 @@ from temporalio.common import Priority
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.amocrm import AmoActivities, LeadNote, NoteLookup
+    from activities.amocrm import AmoActivities, LeadNote, MarkerLookup
     from amocrm.models import NewNote
     from workflows.amocrm_calls import add_note_once, call_amocrm, write_backoff
     from workflows.batcher import (
@@ -104,7 +104,7 @@ async def add_note_batched(
             raise refused(answer)
         failures += 1
         await workflow.sleep(write_backoff(None, failures))
-        lookup = NoteLookup(note.lead_id, marker)
+        lookup = MarkerLookup(note.lead_id, marker)
         if await call_amocrm(
             AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
         ):

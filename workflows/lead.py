@@ -9,7 +9,9 @@ lead it already knows instead of searching amoCRM again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import timedelta
+from typing import assert_never
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -17,7 +19,6 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.amocrm import (
         AmoActivities,
-        AmoFailure,
         ContactQuery,
         LeadNote,
         LeadTags,
@@ -26,13 +27,15 @@ with workflow.unsafe.imports_passed_through():
     from amocrm.models import CreatedLead, Lead, NewContact, NewLead
     from leadrelay import search_attributes as sa
     from leadrelay.bounded import cut_submission, cut_text
+    from leadrelay.contact import KeyKind, key_kind
     from leadrelay.limits import (
         DEAD_LETTERS_KEPT,
-        ERROR_MESSAGE_CHARS,
         LEAD_PENDING_BYTES,
         OPERATOR_NOTE_CHARS,
         OPERATOR_REQUESTS_KEPT,
         PROCESSED_IDS_KEPT,
+        SKIPPED_KEPT,
+        SKIPPED_SUBMISSION_BYTES,
     )
     from leadrelay.models import (
         DeadLetter,
@@ -40,7 +43,9 @@ with workflow.unsafe.imports_passed_through():
         LeadStart,
         LeadState,
         OperatorRequest,
+        OperatorRequestKind,
         Route,
+        SkippedSubmission,
         Step,
         Submission,
     )
@@ -52,12 +57,13 @@ with workflow.unsafe.imports_passed_through():
         WRITE_ONCE,
         add_note_once,
         call_amocrm,
-        failure_type,
         find_contacts,
+        lead_error,
         read_leads,
-        write_backoff,
+        write_once,
     )
-    from workflows.inbox import Inbox, Offered, continue_as_new_if_due
+    from workflows.inbox import Inbox, Offered, continue_as_new_if_due, payload_size
+    from workflows.parking import Decision, Handled, Parking
 
 # Created leads are counted by the create activity (leadrelay_leads_created).
 LEAD_OUTCOMES = {
@@ -70,6 +76,8 @@ DEAD_LETTERS_METRIC = (
 )
 # Workflows recorded before search attributes existed replay without them.
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+# Workflows recorded before it searched again after every failed create, refusals included.
+CREATE_REFUSAL_PATCH = "create-write-once"
 
 
 @workflow.defn
@@ -86,8 +94,7 @@ class LeadWorkflow:
             budget_bytes=LEAD_PENDING_BYTES,
             cut=self._cut,
         )
-        self._retry_requested = False
-        self._create_failures = 0
+        self._parking = Parking()
 
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
@@ -102,9 +109,15 @@ class LeadWorkflow:
                 continue
             if submission is None:
                 break
-            await self._process_until_done(submission)
+            handled = await self._parking.handle(
+                functools.partial(self._process, submission),
+                functools.partial(self._park, submission),
+            )
             self._inbox.done(submission)
-            self._state.submissions_processed += 1
+            if handled is Handled.SKIPPED:
+                self._set_aside(submission)
+            else:
+                self._state.submissions_processed += 1
             processed_this_run += 1
             carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
             next_run = dataclasses.replace(start, carried=carried)
@@ -126,17 +139,24 @@ class LeadWorkflow:
 
     @workflow.signal
     def retry(self) -> None:
-        """Try the failed submission again, e.g. after the forms file or token was fixed."""
-        self._retry_requested = True
+        """Try the parked submission again, e.g. after the forms file or token was fixed."""
+        self._parking.decide(Decision.RETRY)
+
+    @workflow.signal
+    def skip(self) -> None:
+        """Set the parked submission aside (kept in `skipped`) and go on with the next one."""
+        self._parking.decide(Decision.SKIP)
 
     @workflow.signal
     def resync(self) -> None:
         """Re-read the contact and its leads from amoCRM, e.g. after a manual merge."""
-        self._request(OperatorRequest("resync"))
+        self._request(OperatorRequest(OperatorRequestKind.RESYNC))
 
     @workflow.signal
     def add_note(self, text: str) -> None:
-        self._request(OperatorRequest("note", cut_text(text, OPERATOR_NOTE_CHARS)))
+        self._request(
+            OperatorRequest(OperatorRequestKind.NOTE, cut_text(text, OPERATOR_NOTE_CHARS))
+        )
 
     @workflow.query
     def state(self) -> LeadState:
@@ -156,28 +176,35 @@ class LeadWorkflow:
 
     async def _serve(self, request: OperatorRequest) -> None:
         try:
-            if request.kind == "resync":
-                await self._resync()
-            elif self._state.lead_id is None:
-                self._state.last_error = LeadError(
-                    "NoLeadYet", "no amoCRM lead to add the note to", workflow.now().isoformat()
-                )
-            else:
-                note = LeadNote(self._state.lead_id, request.text or "")
-                await call_amocrm(AmoActivities.add_lead_note, note, summary="add operator note")
+            match request.kind:
+                case OperatorRequestKind.RESYNC:
+                    await self._resync()
+                case OperatorRequestKind.NOTE:
+                    await self._add_operator_note(request.text or "")
+                case unknown:
+                    assert_never(unknown)
         except ActivityError as err:
-            self._state.last_error = LeadError(
-                failure_type(err),
-                cut_text(str(err.cause or err), ERROR_MESSAGE_CHARS) or "",
-                workflow.now().isoformat(),
-            )
+            self._state.last_error = lead_error(err)
         self._show_details()
+
+    async def _add_operator_note(self, text: str) -> None:
+        if self._state.lead_id is None:
+            self._state.last_error = LeadError(
+                "NoLeadYet", "no amoCRM lead to add the note to", workflow.now().isoformat()
+            )
+            return
+        note = LeadNote(self._state.lead_id, text)
+        await call_amocrm(AmoActivities.add_lead_note, note, summary="add operator note")
 
     async def _resync(self) -> None:
         key = self._state.lead_key
-        query = (
-            ContactQuery(phone=key, email=None) if key.startswith("+") else ContactQuery(None, key)
-        )
+        match key_kind(key):
+            case KeyKind.PHONE:
+                query = ContactQuery(phone=key, email=None)
+            case KeyKind.EMAIL:
+                query = ContactQuery(phone=None, email=key)
+            case unknown:
+                assert_never(unknown)
         contacts = await find_contacts(query, summary="resync: search")
         self._state.contact_id = min((c.id for c in contacts), default=None)
         lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
@@ -189,19 +216,25 @@ class LeadWorkflow:
 
     # --- the business process -------------------------------------------------
 
-    async def _process_until_done(self, submission: Submission) -> None:
-        """Failures that retrying cannot fix park the submission until an operator says retry."""
-        while True:
-            try:
-                await self._process(submission)
-                return
-            except ActivityError as err:
-                self._record_error(err, submission)
-                self._enter(Step.FAILED)
-                workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
-                self._retry_requested = False
-                await workflow.wait_condition(lambda: self._retry_requested)
-                self._retry_requested = False
+    def _park(self, submission: Submission, err: ActivityError) -> None:
+        """A failure retrying cannot fix: the submission waits for `retry` or `skip`."""
+        self._state.last_error = lead_error(err, submission_id=submission.submission_id)
+        self._enter(Step.FAILED)
+        workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
+
+    def _set_aside(self, submission: Submission) -> None:
+        state = self._state
+        if payload_size(submission) > SKIPPED_SUBMISSION_BYTES:
+            submission = self._cut(submission)
+        state.skipped.append(
+            SkippedSubmission(submission, state.last_error, workflow.now().isoformat())
+        )
+        del state.skipped[:-SKIPPED_KEPT]
+        state.submissions_skipped += 1
+        workflow.logger.warning(
+            "lead %s: submission %s skipped", state.lead_key, submission.submission_id
+        )
+        self._enter(Step.SKIPPED)
 
     async def _process(self, submission: Submission) -> None:
         route = await workflow.execute_local_activity_method(
@@ -230,27 +263,36 @@ class LeadWorkflow:
         return True
 
     async def _find_or_create_lead(self, submission: Submission, route: Route) -> None:
-        while True:
-            self._enter(Step.SEARCHING)
-            query = ContactQuery(
-                phone=submission.phone, email=None if submission.phone else submission.email
+        """Creates are written once: after a lost answer the search runs again first."""
+        found: Lead | CreatedLead | None = await self._find_open_lead(submission, route)
+        if found is None:
+            found = await write_once(
+                functools.partial(self._create_lead, submission, route),
+                functools.partial(self._find_open_lead, submission, route),
+                on_failure=functools.partial(self._create_failed, submission),
+                refusal_patch=CREATE_REFUSAL_PATCH,
             )
-            contacts = await find_contacts(query, summary="search contact")
-            if contacts:
-                self._state.contact_id = min(contact.id for contact in contacts)
-                lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
-                open_lead = await self._open_lead_in_pipeline(lead_ids, route)
-                if open_lead is not None:
-                    self._adopt(open_lead.id, route)
-                    await self._add_missing_tags(open_lead, route)
-                    self._enter(Step.UPDATED)
-                    return
-            created = await self._create_lead(submission, route)
-            if created is not None:
-                self._state.contact_id = created.contact_id or self._state.contact_id
-                self._adopt(created.lead_id, route)
-                self._enter(Step.CREATED)
-                return
+        if isinstance(found, CreatedLead):
+            self._state.contact_id = found.contact_id or self._state.contact_id
+            self._adopt(found.lead_id, route)
+            self._enter(Step.CREATED)
+        else:
+            self._adopt(found.id, route)
+            await self._add_missing_tags(found, route)
+            self._enter(Step.UPDATED)
+
+    async def _find_open_lead(self, submission: Submission, route: Route) -> Lead | None:
+        """The person's open lead in the route's pipeline; remembers their contact."""
+        self._enter(Step.SEARCHING)
+        query = ContactQuery(
+            phone=submission.phone, email=None if submission.phone else submission.email
+        )
+        contacts = await find_contacts(query, summary="search contact")
+        if not contacts:
+            return None
+        self._state.contact_id = min(contact.id for contact in contacts)
+        lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
+        return await self._open_lead_in_pipeline(lead_ids, route)
 
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
         if not lead_ids:
@@ -263,8 +305,7 @@ class LeadWorkflow:
         in_pipeline = [lead for lead in open_leads if lead.pipeline_id == pipeline_id]
         return max(in_pipeline, key=lambda lead: lead.id, default=None)
 
-    async def _create_lead(self, submission: Submission, route: Route) -> CreatedLead | None:
-        """The created lead, or None when the outcome is unknown and a search must come first."""
+    async def _create_lead(self, submission: Submission, route: Route) -> CreatedLead:
         self._enter(Step.CREATING)
         contact_id = self._state.contact_id
         new_lead = NewLead(
@@ -278,23 +319,18 @@ class LeadWorkflow:
             else NewContact(submission.name, submission.phone, submission.email),
             request_id=submission.submission_id[:32],
         )
-        try:
-            return await workflow.execute_activity_method(
-                AmoActivities.create_lead,
-                new_lead,
-                task_queue=AMOCRM_TASK_QUEUE,
-                start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-                retry_policy=WRITE_ONCE,
-                summary="create lead + contact" if contact_id is None else "create lead",
-            )
-        except ActivityError as err:
-            if failure_type(err) in AmoFailure.NON_RETRYABLE:
-                raise
-            self._record_error(err, submission)
-            self._enter(Step.WAITING_RETRY)
-            self._create_failures += 1
-            await workflow.sleep(write_backoff(err, self._create_failures))
-            return None
+        return await workflow.execute_activity_method(
+            AmoActivities.create_lead,
+            new_lead,
+            task_queue=AMOCRM_TASK_QUEUE,
+            start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+            retry_policy=WRITE_ONCE,
+            summary="create lead + contact" if contact_id is None else "create lead",
+        )
+
+    def _create_failed(self, submission: Submission, err: ActivityError) -> None:
+        self._state.last_error = lead_error(err, submission_id=submission.submission_id)
+        self._enter(Step.WAITING_RETRY)
 
     async def _add_submission_note(self, submission: Submission) -> None:
         await add_note_once(
@@ -346,20 +382,10 @@ class LeadWorkflow:
     def _adopt(self, lead_id: int, route: Route) -> None:
         self._state.lead_id = lead_id
         self._state.lead_route_pipeline_id = route.pipeline_id
-        self._create_failures = 0
 
     def _known_lead_id(self) -> int:
         assert self._state.lead_id is not None, "a processed submission always has a lead"
         return self._state.lead_id
-
-    def _record_error(self, err: ActivityError, submission: Submission) -> None:
-        cause = err.cause or err
-        self._state.last_error = LeadError(
-            kind=failure_type(err),
-            message=cut_text(str(cause), ERROR_MESSAGE_CHARS) or "",
-            at=workflow.now().isoformat(),
-            submission_id=submission.submission_id,
-        )
 
     def _enter(self, step: Step) -> None:
         if step in LEAD_OUTCOMES and step != self._state.step:
@@ -372,10 +398,13 @@ class LeadWorkflow:
     def _upsert_search_attributes(self) -> None:
         state = self._state
         updates = [sa.LEAD_KEY.value_set(state.lead_key)]
-        if state.lead_key.startswith("+"):
-            updates.append(sa.LEAD_PHONE.value_set(state.lead_key))
-        else:
-            updates.append(sa.LEAD_EMAIL.value_set(state.lead_key))
+        match key_kind(state.lead_key):
+            case KeyKind.PHONE:
+                updates.append(sa.LEAD_PHONE.value_set(state.lead_key))
+            case KeyKind.EMAIL:
+                updates.append(sa.LEAD_EMAIL.value_set(state.lead_key))
+            case unknown:
+                assert_never(unknown)
         if state.pending:
             updates.append(sa.LEAD_FORM.value_set(state.pending[0].form))
         if state.lead_id is not None:
@@ -400,6 +429,11 @@ class LeadWorkflow:
             lines.append(
                 f"**bounded** {state.submissions_cut} kept cut, "
                 f"{state.dead_lettered} dead letters (see the `state` query)"
+            )
+        if state.submissions_skipped:
+            lines.append(
+                f"**skipped** {state.submissions_skipped} set aside by an operator "
+                "(see `skipped` in the `state` query)"
             )
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")

@@ -1,0 +1,55 @@
+"""Parking: an item whose failure retrying cannot fix waits for an operator.
+
+Every long-lived workflow handles its items through `Parking.handle`. The operator's
+`retry` signal tries the item again (after the forms file or the token was fixed, say);
+`skip` sets it aside, and the workflow goes on with the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+
+class Decision(StrEnum):
+    RETRY = "retry"
+    SKIP = "skip"
+
+
+class Handled(StrEnum):
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+class Parking:
+    def __init__(self) -> None:
+        self._decision: Decision | None = None
+
+    def decide(self, decision: Decision) -> None:
+        """From a signal; a decision sent while nothing is parked is dropped."""
+        self._decision = decision
+
+    async def handle(
+        self, attempt: Callable[[], Awaitable[None]], park: Callable[[ActivityError], None]
+    ) -> Handled:
+        """Runs `attempt` until it succeeds or the operator skips the item. A failure calls
+        `park` (record it, say why) and waits for the operator's decision."""
+        while True:
+            try:
+                await attempt()
+                return Handled.DONE
+            except ActivityError as err:
+                park(err)
+                self._decision = None
+                await workflow.wait_condition(self._decided)
+                if self._decided_to_skip():
+                    return Handled.SKIPPED
+
+    def _decided(self) -> bool:
+        return self._decision is not None
+
+    def _decided_to_skip(self) -> bool:
+        return self._decision is Decision.SKIP
