@@ -30,7 +30,7 @@ from leadrelay.forms import FormsConfig, FormsFile
 from leadrelay.forms_check import check_forms
 from leadrelay.logs import configure_logging
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
-from leadrelay.telemetry import worker_runtime
+from leadrelay.telemetry import publish_rps_budget, worker_runtime
 from leadrelay.temporal import connect
 from leadrelay.tracing import Tracing
 from workflows.catalog import WORKFLOWS
@@ -164,9 +164,11 @@ async def main() -> None:
     configure_logging(settings.leadrelay_log_level)
     refuse_unsigned_forwards(settings)
     tracing = Tracing.from_environment("leadrelay-worker")
+    runtime = worker_runtime(settings.leadrelay_worker_metrics_address)
+    publish_rps_budget(runtime, settings.amocrm_rps)
     client = await connect(
         settings,
-        runtime=worker_runtime(settings.leadrelay_worker_metrics_address),
+        runtime=runtime,
         interceptors=tracing.temporal_interceptors(),
     )
     stop = asyncio.Event()

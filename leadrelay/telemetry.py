@@ -34,3 +34,13 @@ def worker_runtime(metrics_address: str) -> Runtime:
             else None,
         )
     )
+
+
+AMOCRM_RPS_BUDGET_METRIC = "leadrelay_amocrm_rps_budget"
+
+
+def publish_rps_budget(runtime: Runtime, amocrm_rps: float) -> None:
+    """AMOCRM_RPS as a gauge, so a dashboard draws the budget next to the requests sent."""
+    runtime.metric_meter.create_gauge_float(
+        AMOCRM_RPS_BUDGET_METRIC, "AMOCRM_RPS: amoCRM requests per second, whole deployment"
+    ).set(amocrm_rps)
