@@ -134,17 +134,20 @@ async def test_one_lead_is_one_trace_from_the_form_to_amocrm(
     assert start.attributes["temporalWorkflowID"] == workflow_id
     run = one_span(spans, "RunWorkflow:LeadWorkflow")
     assert run.service == "leadrelay-worker" and run.parent_span_id == start.span_id
-    for activity, method, path in [
-        ("amocrm.search_contacts", "GET", "/api/v4/contacts"),
-        ("amocrm.create_lead", "POST", "/api/v4/leads/complex"),
-    ]:
-        executed = one_span(spans, f"RunActivity:{activity}")
-        assert by_id[executed.parent_span_id].name == f"StartActivity:{activity}"
-        http = one_span(spans, f"amocrm {method} {path}")
-        assert http.parent_span_id == executed.span_id
+    http_spans = [span for span in spans if span.name.startswith("amocrm ")]
+    # The person's search is this workflow's own request; later ones (creates, notes) may
+    # be batched by other workflows, whose spans then belong to their own traces.
+    search = one_span(http_spans, "amocrm GET /api/v4/contacts")
+    assert search.attributes["http.status_code"] in (200, 204)
+    for http in http_spans:
+        method, path = http.name.split(" ")[1:]
         assert http.attributes["amocrm.method"] == method
         assert http.attributes["amocrm.path"] == path
-        assert 200 <= http.attributes["http.status_code"] < 300
+        executed = by_id[http.parent_span_id]
+        assert executed.name.startswith("RunActivity:amocrm.")
+        assert executed.service == "leadrelay-worker"
+        activity = executed.name.split(":", 1)[1]
+        assert by_id[executed.parent_span_id].name == f"StartActivity:{activity}"
     # The search's query string held the phone's digits; spans never keep a query.
     assert_nothing_private(spans, phone, phone[-10:])
 
