@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -16,11 +17,12 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from api.delivery import Parcel, event_parcel, raw_webhook_parcel
-from api.deps import DeliveryDep, MetricsDep, SettingsDep, Slug
+from api.deps import DeliveryDep, FormsDep, MetricsDep, SettingsDep, Slug
 from leadrelay.events import EntityEvent, RawWebhook
+from leadrelay.forms import FormsFile
 from leadrelay.settings import Settings
 from leadrelay.tracing import annotate_span
-from webhooks.decoder import DecodedWebhook, decode_webhook
+from webhooks.decoder import CHAT_MESSAGE, DecodedWebhook, decode_webhook
 from webhooks.entity_events import entity_event as to_entity_event
 
 router = APIRouter(tags=["amocrm webhooks"])
@@ -35,6 +37,7 @@ async def receive_webhook(
     settings: SettingsDep,
     delivery: DeliveryDep,
     metrics: MetricsDep,
+    forms: FormsDep,
     token: Annotated[str, Query()] = "",
 ) -> JSONResponse:
     if not settings.webhook_token or not hmac.compare_digest(token, settings.webhook_token):
@@ -56,6 +59,12 @@ async def receive_webhook(
 
     parcels: list[Parcel] = []
     events = [] if foreign else _entity_events(decoded, hook, received_at, problems)
+    chat_messages = sum(event.action == CHAT_MESSAGE for event in events)
+    if chat_messages:
+        wanted = _chat_messages_wanted(forms)
+        metrics.chat_messages.labels(hook, "delivered" if wanted else "counted").inc(chat_messages)
+        if not wanted:
+            events = [event for event in events if event.action != CHAT_MESSAGE]
     parcels.extend(event_parcel(event) for event in events)
     if problems:
         kept = RawWebhook(
@@ -75,6 +84,7 @@ async def receive_webhook(
         status_code=status.HTTP_200_OK,
         content={
             "events": len(events),
+            "chat_messages": chat_messages,
             "kept_raw": bool(problems),
             "problems": problems,
             "delivered_via": route,
@@ -93,6 +103,16 @@ def _entity_events(
         else:
             events.append(entity_event)
     return events
+
+
+def _chat_messages_wanted(forms: FormsFile) -> bool:
+    """Chat messages are many and rarely acted on: each starts a workflow only when a rule
+    asks for action `message`. A forms file that cannot be read delivers them, to lose none."""
+    try:
+        return forms.current().acts_on(CHAT_MESSAGE)
+    except Exception:
+        logging.getLogger(__name__).exception("forms file unreadable; delivering chat messages")
+        return True
 
 
 def _foreign_account(decoded: DecodedWebhook, settings: Settings) -> str | None:

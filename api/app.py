@@ -18,6 +18,7 @@ from api.delivery import Delivery
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.outbox import Outbox, OutboxDrainer
+from leadrelay.forms import FormsFile
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
 from leadrelay.tracing import Tracing, redact_url_attributes
@@ -72,6 +73,7 @@ def create_app(
             exclude_spans=["receive", "send"],
         )
     app.state.metrics = metrics
+    app.state.forms = FormsFile(settings.leadrelay_forms)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(landing.router)
     app.include_router(amocrm_hooks.router)

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.delivery import Delivery
 from api.metrics import ApiMetrics
+from leadrelay.forms import FormsFile
 from leadrelay.settings import Settings
 
 
@@ -32,6 +33,11 @@ async def get_delivery(request: Request) -> Delivery:
     return delivery
 
 
+async def get_forms(request: Request) -> FormsFile:
+    forms: FormsFile = request.app.state.forms
+    return forms
+
+
 async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -41,6 +47,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 DeliveryDep = Annotated[Delivery, Depends(get_delivery)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+FormsDep = Annotated[FormsFile, Depends(get_forms)]
 
 # Form and hook names appear in URLs, workflow summaries and logs: keep them plain.
 Slug = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

@@ -57,6 +57,13 @@ class ApiMetrics:
             ["hook", "outcome"],
             registry=self.registry,
         )
+        self.chat_messages = Counter(
+            "leadrelay_chat_messages",
+            "amoCRM chat-message items (message[add]): counted only, or delivered when a rule "
+            "has action 'message'",
+            ["hook", "outcome"],
+            registry=self.registry,
+        )
 
     def track_outbox(self, delivery: Delivery) -> None:
         """Read at scrape time: the depth is kept in memory, so this costs nothing."""

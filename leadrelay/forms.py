@@ -214,6 +214,10 @@ class FormsConfig(BaseModel):
             price_field=spec.price_field,
         )
 
+    def acts_on(self, action: str) -> bool:
+        """Whether any rule matches events with this action (e.g. `message`)."""
+        return any(rule.action == action for rule in self.rules)
+
     def unsigned_forwards(self) -> list[str]:
         """Rules that forward events and do not allow them unsigned."""
         return [

@@ -23,7 +23,7 @@ from sandbox.render import (
 )
 from sandbox.responses import HalJSONResponse, ValidationProblem
 from sandbox.state import JSON, Lead, SandboxAccount, unix_now
-from sandbox.status_webhooks import announce_status_changes
+from sandbox.status_webhooks import announce_notes, announce_status_changes
 from sandbox.writes import (
     add_contact,
     add_lead,
@@ -320,6 +320,7 @@ async def _create_notes(
     ]
     now = unix_now()
     notes = [add_note(account, draft, now) for draft in drafts]
+    announce_notes(account, notes)
     return HalJSONResponse(
         {
             "_links": links(f"{base}/api/v4/leads/notes"),

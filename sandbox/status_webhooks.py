@@ -1,9 +1,9 @@
-"""amoCRM's webhooks about leads changing stage, in its PHP-style form encoding."""
+"""amoCRM's webhooks about leads (stage changes, notes), in its PHP-style form encoding."""
 
 from collections.abc import Iterable
 from urllib.parse import urlencode
 
-from sandbox.state import JSON, Event, Lead, SandboxAccount, Stage
+from sandbox.state import JSON, Event, Lead, Note, SandboxAccount, Stage
 from sandbox.webhook_outbox import WebhookSubscription
 
 FormTree = dict[str, JSON]
@@ -18,6 +18,35 @@ def announce_status_changes(account: SandboxAccount, moves: Iterable[Event | Non
     for subscription in account.webhooks.subscriptions:
         if "status" in subscription.events:
             body = status_change_form(account, subscription, events)
+            account.webhooks.send(subscription.url, body)
+
+
+# amoCRM's numbers for note types in webhooks; the API names them.
+_NOTE_TYPE_NUMBERS = {"common": 4, "call_in": 10, "call_out": 11, "service_message": 25}
+
+
+def announce_notes(account: SandboxAccount, notes: Iterable[Note]) -> None:
+    """`leads[note]` items: the note's own id is `note[id]`, its lead is `note[element_id]`."""
+    items: list[JSON] = [
+        {
+            "note": {
+                "id": note.id,
+                "note_type": _NOTE_TYPE_NUMBERS.get(note.note_type, note.note_type),
+                "text": note.params.get("text"),
+                "element_id": note.entity_id,
+                "element_type": 2,
+                "date_create": note.created_at,
+                "last_modified": note.updated_at,
+            }
+        }
+        for note in notes
+    ]
+    if not items:
+        return
+    for subscription in account.webhooks.subscriptions:
+        if "note" in subscription.events:
+            sender: FormTree = {"id": subscription.account_id, "subdomain": subscription.subdomain}
+            body = urlencode(_php_pairs({"leads": {"note": items}, "account": sender}))
             account.webhooks.send(subscription.url, body)
 
 

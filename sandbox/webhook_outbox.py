@@ -17,7 +17,7 @@ WEBHOOK_HEADERS = {
 DEFAULT_SUBDOMAIN = "schoolkz"
 
 WebhookStyle = Literal["account", "digital-pipeline"]
-WebhookEvent = Literal["status"]
+WebhookEvent = Literal["status", "note"]
 
 
 class WebhookSubscription(BaseModel):

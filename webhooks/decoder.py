@@ -277,7 +277,25 @@ def _group_events(entity: str, action: str, items: Any, problems: list[str]) -> 
     return events
 
 
+NOTE = "note"
+CHAT_MESSAGE = "message"
+UNSORTED = "unsorted"
+"""Actions of items whose entity id is not their top-level `id`; see `_routed_event`."""
+
+_ENTITY_TYPES = {
+    "lead": "leads",
+    "contact": "contacts",
+    "company": "companies",
+    "customer": "customers",
+}
+# A note's `element_type`, as amoCRM numbers entities.
+_ELEMENT_TYPES = {"1": "contacts", "2": "leads", "3": "companies", "12": "customers"}
+
+
 def _event(entity: str, action: str, item: dict[str, Any]) -> WebhookEvent:
+    routed = _routed_event(entity, action, item)
+    if routed is not None:
+        return routed
     return WebhookEvent(
         entity=_entity_of(entity, item),
         action=action,
@@ -287,6 +305,47 @@ def _event(entity: str, action: str, item: dict[str, Any]) -> WebhookEvent:
         old_status_id=_as_int(item.get("old_status_id")),
         old_pipeline_id=_as_int(item.get("old_pipeline_id")),
         last_modified=_as_int(item.get("last_modified")),
+        item=item,
+    )
+
+
+def _routed_event(group: str, action: str, item: dict[str, Any]) -> WebhookEvent | None:
+    """Items that carry their entity's id elsewhere, as the entity they are about:
+
+    - `leads[note]` (and `contacts[note]`...): the entity is `note.element_id`;
+    - `message[add]` (a chat message, whose own id is a UUID): `entity_type` and
+      `entity_id`, else the talk (`talks`, `talk_id`);
+    - `unsorted[add]` (an incoming request, whose `uid` is a hex string): the lead it made,
+      `lead_id`.
+
+    Their action is then `note`, `message` or `unsorted`. They have no `last_modified` of
+    their own, so their dedup key is a digest of the item, which holds their unique id.
+    """
+    if action == "add" and group == "message":
+        entity = _ENTITY_TYPES.get(str(item.get("entity_type")), "leads")
+        entity_id = _as_int(item.get("entity_id"))
+        if entity_id is None:
+            entity, entity_id = "talks", _as_int(item.get("talk_id"))
+        return _about(entity, CHAT_MESSAGE, entity_id, item)
+    if action == "add" and group == "unsorted":
+        return _about("leads", UNSORTED, _as_int(item.get("lead_id")), item)
+    note = item.get("note")
+    if action == NOTE and isinstance(note, dict):
+        entity = _ELEMENT_TYPES.get(str(note.get("element_type")), group)
+        return _about(entity, NOTE, _as_int(note.get("element_id")), item)
+    return None
+
+
+def _about(entity: str, action: str, entity_id: int | None, item: dict[str, Any]) -> WebhookEvent:
+    return WebhookEvent(
+        entity=entity,
+        action=action,
+        entity_id=entity_id,
+        status_id=None,
+        pipeline_id=_as_int(item.get("pipeline_id")),
+        old_status_id=None,
+        old_pipeline_id=None,
+        last_modified=None,
         item=item,
     )
 
