@@ -5,28 +5,15 @@ They need `Authorization: Bearer <ADMIN_TOKEN>`; without ADMIN_TOKEN set they an
 
 from __future__ import annotations
 
-import hmac
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 
-from api.deps import DeliveryDep, SettingsDep, TemporalDep
+from api.auth import AdminOnly
+from api.deps import DeliveryDep, TemporalDep
 from workflows.raw_webhook import RawWebhookWorkflow
 
-
-async def require_admin(
-    settings: SettingsDep, authorization: Annotated[str, Header()] = ""
-) -> None:
-    expected = f"Bearer {settings.admin_token}" if settings.admin_token else None
-    if expected is None or not hmac.compare_digest(authorization, expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[AdminOnly])
 
 
 @router.get("/outbox")
@@ -52,6 +39,41 @@ async def drain_outbox(request: Request) -> dict[str, int]:
     """Deliver now instead of at the drainer's next tick."""
     delivered = await request.app.state.drainer.drain_once()
     return {"delivered": delivered, "depth": request.app.state.delivery.outbox_depth}
+
+
+@router.get("/dead-letters")
+async def list_dead_letters(delivery: DeliveryDep) -> dict[str, Any]:
+    """What Temporal refused for good; payloads stay in the outbox file, not in answers."""
+    dead = await delivery.outbox.list_dead()
+    return {
+        "count": delivery.outbox.dead_letters,
+        "dead_letters": [
+            {
+                "id": letter.id,
+                "kind": letter.kind,
+                "workflow_id": letter.workflow_id[:200],
+                "workflow_id_chars": len(letter.workflow_id),
+                "payload_bytes": letter.payload_bytes,
+                "attempts": letter.attempts,
+                "error": letter.error,
+                "created_at": letter.created_at,
+                "dead_at": letter.dead_at,
+            }
+            for letter in dead
+        ],
+    }
+
+
+@router.post("/dead-letters/{dead_id}/redeliver", status_code=status.HTTP_202_ACCEPTED)
+async def redeliver_dead_letter(dead_id: int, request: Request) -> dict[str, int]:
+    """After a fix (a namespace created, a limit raised, a code change): back into the
+    outbox, whose drainer delivers it, or buries it again if it is still refused."""
+    delivery = request.app.state.delivery
+    outbox_id = await delivery.outbox.requeue_dead(dead_id)
+    if outbox_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {dead_id}")
+    request.app.state.drainer.wake()
+    return {"dead_letter": dead_id, "outbox_id": outbox_id}
 
 
 @router.post("/raw-webhooks/{workflow_id}/reparse", status_code=status.HTTP_202_ACCEPTED)

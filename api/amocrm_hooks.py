@@ -8,7 +8,6 @@ events go to their entity workflows, and any body with problems is kept raw as w
 from __future__ import annotations
 
 import base64
-import hmac
 import logging
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,18 +15,20 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
+from api.auth import same_secret
 from api.delivery import Parcel, event_parcel, raw_webhook_parcel
 from api.deps import DeliveryDep, FormsDep, MetricsDep, SettingsDep, Slug
+from api.intake import replace_surrogates
+from api.throttle import client_throttled
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.forms import FormsFile
+from leadrelay.limits import MAX_WEBHOOK_BYTES
 from leadrelay.settings import Settings
 from leadrelay.tracing import annotate_span
 from webhooks.decoder import CHAT_MESSAGE, DecodedWebhook, decode_webhook
 from webhooks.entity_events import entity_event as to_entity_event
 
 router = APIRouter(tags=["amocrm webhooks"])
-
-MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 @router.post("/api/amocrm/{hook}")
@@ -40,7 +41,12 @@ async def receive_webhook(
     forms: FormsDep,
     token: Annotated[str, Query()] = "",
 ) -> JSONResponse:
-    if not settings.webhook_token or not hmac.compare_digest(token, settings.webhook_token):
+    if not same_secret(token, settings.webhook_token):
+        # The per-address limit applies to callers without the token only: amoCRM sends
+        # from few addresses, and a 429 counts toward disabling its hook.
+        throttled = client_throttled(request)
+        if throttled is not None:
+            return throttled
         # Unauthenticated callers choose the hook name: it is not theirs to label.
         metrics.webhooks.labels("", "unauthorized").inc()
         return JSONResponse(
@@ -65,6 +71,8 @@ async def receive_webhook(
         metrics.chat_messages.labels(hook, "delivered" if wanted else "counted").inc(chat_messages)
         if not wanted:
             events = [event for event in events if event.action != CHAT_MESSAGE]
+    # Problems quote the body, and a body may hold lone surrogates.
+    problems = [replace_surrogates(problem) for problem in problems]
     parcels.extend(event_parcel(event) for event in events)
     if problems:
         kept = RawWebhook(

@@ -14,12 +14,15 @@ from typing import Any
 
 from opentelemetry import trace
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from api.outbox import NewEntry, Outbox, OutboxEntry
+from api.outbox import Failure, NewEntry, Outbox, OutboxEntry
+from leadrelay import limits
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.models import Submission
+from leadrelay.payloads import DATA_CONVERTER
 from leadrelay.settings import Settings
 from leadrelay.tracing import continued_trace, current_traceparent
 from workflows.starts import (
@@ -48,6 +51,57 @@ class Parcel:
     kind: Kind
     workflow_id: str
     payload: dict[str, Any]
+
+
+# Refusals that no retry can change: a bad id or payload, an unknown namespace.
+_PERMANENT_STATUSES = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.OUT_OF_RANGE,
+        RPCStatusCode.UNIMPLEMENTED,
+        RPCStatusCode.PERMISSION_DENIED,
+        RPCStatusCode.UNAUTHENTICATED,
+    }
+)
+_UNREACHABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+def classify_failure(err: BaseException) -> Failure:
+    """PERMANENT errors go to the dead letters at once; an outbox entry whose payload no
+    longer fits our types (TypeError, KeyError, ValueError) is permanent too, until a fix
+    and a re-delivery from the dead letters."""
+    if isinstance(err, RPCError):
+        if err.status in _PERMANENT_STATUSES:
+            return Failure.PERMANENT
+        if err.status in _UNREACHABLE_STATUSES:
+            return Failure.UNREACHABLE
+        return Failure.RETRY
+    if isinstance(err, WorkflowAlreadyStartedError):
+        return Failure.RETRY
+    if isinstance(err, TypeError | KeyError | ValueError):
+        return Failure.PERMANENT
+    if isinstance(err, RuntimeError | TimeoutError | ConnectionError):
+        # RuntimeError is how a lazy client reports that it cannot connect.
+        return Failure.UNREACHABLE
+    return Failure.RETRY
+
+
+def payload_bytes(parcel: Parcel) -> int:
+    """The size Temporal would see, through our own data converter."""
+    [payload] = DATA_CONVERTER.payload_converter.to_payloads([parcel.payload])
+    return payload.ByteSize()
+
+
+def refusal(parcel: Parcel, max_payload_bytes: int = limits.MAX_PARCEL_PAYLOAD_BYTES) -> str | None:
+    """Why Temporal would refuse this parcel for good, or None."""
+    if len(parcel.workflow_id) > limits.TEMPORAL_MAX_ID_CHARS:
+        return f"workflow id longer than {limits.TEMPORAL_MAX_ID_CHARS} characters"
+    size = payload_bytes(parcel)
+    if size > max_payload_bytes:
+        return f"payload of {size} bytes is over {max_payload_bytes}"
+    return None
 
 
 def submission_parcel(lead_key: str, submission: Submission) -> Parcel:
@@ -80,6 +134,12 @@ class Delivery:
         self._settings = settings
         self._outbox = outbox
         self._deadline = settings.leadrelay_ack_deadline_ms / 1000
+        # Set while Temporal is known to be unreachable: answers skip the wait on it.
+        self._temporal_down = False
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
 
     @property
     def outbox_depth(self) -> int:
@@ -91,42 +151,53 @@ class Delivery:
     async def deliver(self, parcels: list[Parcel]) -> Route:
         """All parcels reach Temporal within the deadline, or all go to the outbox.
 
-        While the outbox holds anything, new parcels queue behind it, so that a person's
-        submissions still arrive in order.
+        A parcel whose workflow already has deliveries in the outbox queues behind them,
+        so that a person's submissions still arrive in order; other people's parcels go
+        straight to Temporal, unless Temporal is known to be down. A parcel Temporal
+        would refuse for good goes to the dead letters (callers that can answer 4xx check
+        `refusal` first).
         """
-        if not self._outbox.depth:
+        sendable: list[Parcel] = []
+        for parcel in parcels:
+            reason = refusal(parcel)
+            if reason is None:
+                sendable.append(parcel)
+            else:
+                await self._outbox.bury_new(_entry_of(parcel), f"refused before sending: {reason}")
+        queued = self._temporal_down and self._outbox.depth > 0
+        if not queued and not any(self._outbox.holds(p.workflow_id) for p in sendable):
             try:
                 await asyncio.wait_for(
-                    asyncio.gather(*(self._send(parcel) for parcel in parcels)), self._deadline
+                    asyncio.gather(*(self._send(parcel) for parcel in sendable)), self._deadline
                 )
+                self._temporal_down = False
                 return Route.TEMPORAL
-            except (TimeoutError, RPCError, RuntimeError):
-                # RuntimeError is how a lazy client reports that it cannot connect.
-                pass
+            except (TimeoutError, RPCError, RuntimeError) as err:
+                self._temporal_down = classify_failure(err) is Failure.UNREACHABLE
         # The request's trace goes with the entry, so its delivery later joins that trace.
         traceparent = current_traceparent()
-        await self._outbox.append(
-            [
-                NewEntry(parcel.kind, parcel.workflow_id, parcel.payload, traceparent)
-                for parcel in parcels
-            ]
-        )
+        await self._outbox.append([_entry_of(parcel, traceparent) for parcel in sendable])
         return Route.OUTBOX
 
     async def redeliver(self, entry: OutboxEntry) -> None:
         """What the outbox drainer calls: the same send, with no deadline of ours, in the
         trace of the request that accepted it."""
-        with (
-            continued_trace(entry.traceparent),
-            self._tracer.start_as_current_span(
-                "outbox redelivery",
-                attributes={
-                    "leadrelay.workflow_id": entry.workflow_id,
-                    "leadrelay.outbox_attempts": entry.attempts,
-                },
-            ),
-        ):
-            await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
+        try:
+            with (
+                continued_trace(entry.traceparent),
+                self._tracer.start_as_current_span(
+                    "outbox redelivery",
+                    attributes={
+                        "leadrelay.workflow_id": entry.workflow_id,
+                        "leadrelay.outbox_attempts": entry.attempts,
+                    },
+                ),
+            ):
+                await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
+        except Exception as err:
+            self._temporal_down = classify_failure(err) is Failure.UNREACHABLE
+            raise
+        self._temporal_down = False
 
     def _send(self, parcel: Parcel) -> Awaitable[Any]:
         senders: dict[Kind, Callable[[dict[str, Any]], Awaitable[Any]]] = {
@@ -145,3 +216,7 @@ class Delivery:
 
     async def _send_raw(self, payload: dict[str, Any]) -> None:
         await deliver_raw_webhook(self._client, RawWebhook(**payload))
+
+
+def _entry_of(parcel: Parcel, traceparent: str | None = None) -> NewEntry:
+    return NewEntry(parcel.kind, parcel.workflow_id, parcel.payload, traceparent)

@@ -1,25 +1,51 @@
-"""`GET /healthz`: is Temporal reachable from this API process, and how full is the outbox?"""
+"""Liveness and readiness, for a proxy or an orchestrator.
+
+`GET /healthz` (liveness): the process is up and its outbox drainer loop runs. It does not
+ask Temporal: restarting the API never brings Temporal back.
+`GET /readyz` (readiness): the API can accept, through Temporal or, when Temporal is away,
+through the outbox. A proxy must not take the API out exactly when the outbox should take over.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
-from api.deps import DeliveryDep, SettingsDep, TemporalDep
+from api.deps import SettingsDep, TemporalDep
 
 router = APIRouter(tags=["health"])
 
 TEMPORAL_PROBE_TIMEOUT_SECONDS = 2.0
 
 
+def outbox_report(request: Request) -> dict[str, Any]:
+    delivery = request.app.state.delivery
+    drainer = request.app.state.drainer
+    return {
+        "outbox_depth": delivery.outbox.depth,
+        "outbox_oldest_age_seconds": round(delivery.outbox.oldest_age_seconds, 3),
+        "dead_letters": delivery.outbox.dead_letters,
+        "drainer_alive": drainer.alive,
+    }
+
+
 @router.get("/healthz")
-async def healthz(
-    settings: SettingsDep, temporal: TemporalDep, delivery: DeliveryDep
-) -> JSONResponse:
+async def healthz(request: Request) -> JSONResponse:
+    report = outbox_report(request)
+    alive = report["drainer_alive"]
+    return JSONResponse(
+        status_code=200 if alive else 503,
+        content={"status": "ok" if alive else "drainer stopped", **report},
+    )
+
+
+@router.get("/readyz")
+async def readyz(request: Request, settings: SettingsDep, temporal: TemporalDep) -> JSONResponse:
     temporal_report: dict[str, object] = {
         "address": settings.temporal_address,
         "namespace": settings.temporal_namespace,
@@ -30,15 +56,17 @@ async def healthz(
             TEMPORAL_PROBE_TIMEOUT_SECONDS,
         )
         temporal_report.update(reachable=True, server_version=info.server_version)
-        healthy = True
-    except (RPCError, TimeoutError) as err:
+    except (RPCError, TimeoutError, RuntimeError) as err:
         temporal_report.update(reachable=False, error=str(err) or type(err).__name__)
-        healthy = False
+    report = outbox_report(request)
+    # The outbox takes over while Temporal is away, as long as its drainer runs.
+    ready = bool(temporal_report["reachable"]) or report["drainer_alive"]
     return JSONResponse(
-        status_code=200 if healthy else 503,
+        status_code=200 if ready else 503,
         content={
-            "status": "ok" if healthy else "degraded",
+            "status": "ready" if ready else "not ready",
+            "via": "temporal" if temporal_report["reachable"] else "outbox",
             "temporal": temporal_report,
-            "outbox_depth": delivery.outbox_depth,
+            **report,
         },
     )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.auth import AdminOnly
 from api.deps import SettingsDep, TemporalDep
 from leadrelay.contact import (
     InvalidContact,
@@ -21,7 +22,8 @@ from leadrelay.contact import (
 from leadrelay.models import LeadError, LeadState
 from workflows.lead import LeadWorkflow
 
-router = APIRouter(tags=["leads"])
+# Whether a phone or an email belongs to a lead is personal data: admins only.
+router = APIRouter(tags=["leads"], dependencies=[AdminOnly])
 
 
 class LeadView(BaseModel):

@@ -16,6 +16,7 @@ from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.delivery import Delivery
+from api.outbox import OutboxDrainer
 
 UNMATCHED_ROUTE = "unmatched"
 # Any token is a method to some HTTP parsers; the rest are counted as one.
@@ -65,9 +66,40 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def track_outbox(self, delivery: Delivery) -> None:
-        """Read at scrape time: the depth is kept in memory, so this costs nothing."""
-        self.outbox_depth.set_function(lambda: delivery.outbox_depth)
+        self.outbox_oldest_age = Gauge(
+            "leadrelay_outbox_oldest_age_seconds",
+            "Age of the oldest delivery waiting in the outbox; 0 when it is empty",
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "leadrelay_outbox_dead_letters",
+            "Deliveries Temporal refused for good, waiting for an operator",
+            registry=self.registry,
+        )
+        self.drainer_alive = Gauge(
+            "leadrelay_outbox_drainer_alive",
+            "1 while the outbox drainer loop runs",
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "leadrelay_intake_throttled",
+            "Requests answered 429: per person (contact key) or per client address",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.honeypot_dropped = Counter(
+            "leadrelay_honeypot_dropped",
+            "Landing submissions that filled a form's honeypot field: answered 202, dropped",
+            registry=self.registry,
+        )
+
+    def track_outbox(self, delivery: Delivery, drainer: OutboxDrainer) -> None:
+        """Read at scrape time from memory, so this costs nothing."""
+        outbox = delivery.outbox
+        self.outbox_depth.set_function(lambda: outbox.depth)
+        self.outbox_oldest_age.set_function(lambda: outbox.oldest_age_seconds)
+        self.dead_letters.set_function(lambda: outbox.dead_letters)
+        self.drainer_alive.set_function(lambda: float(drainer.alive))
 
     def record(self, scope: Scope, status: int, seconds: float) -> None:
         route = _route_template(scope)

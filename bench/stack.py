@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 SANDBOX_TOKEN = "bench-token"
 WEBHOOK_TOKEN = "bench-hook-secret"
+ADMIN_TOKEN = "bench-admin-secret"
 BENCH_FORM = "bench"
 BENCH_PIPELINE = 10350882
 BENCH_STATUS = 81854578
@@ -221,7 +222,9 @@ class BenchStack:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("AMOCRM_", "LEADRELAY_", "TEMPORAL_", "API_", "WEBHOOK_"))
+            if not key.startswith(
+                ("AMOCRM_", "LEADRELAY_", "TEMPORAL_", "API_", "WEBHOOK_", "ADMIN_")
+            )
         }
         env.update(
             AMOCRM_BASE_URL=self.sandbox_url,
@@ -236,6 +239,7 @@ class BenchStack:
             LEADRELAY_QUIET_WINDOW_SECONDS=str(self.config.quiet_window_seconds),
             LEADRELAY_OUTBOX_PATH=str(self.dir / "outbox.sqlite3"),
             WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+            ADMIN_TOKEN=ADMIN_TOKEN,
             RECONCILE_EVERY_SECONDS=str(RECONCILE_EVERY_SECONDS),
             PYTHONUNBUFFERED="1",
         )
@@ -353,6 +357,7 @@ class BenchStack:
             base_url=self.api_url,
             timeout=timeout,
             transport=ShardedTransport(max_connections),
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         )
 
     def sandbox_client(self) -> SandboxClient:

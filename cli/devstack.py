@@ -8,6 +8,7 @@ and the API; prints where everything is; stops it all on Ctrl-C.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -76,6 +77,9 @@ def main() -> None:
     DATA_DIR.mkdir(exist_ok=True)
     settings = Settings()
     env = dict(os.environ)
+    # Local development: interactive docs on, and a fresh admin token unless one is set.
+    env.setdefault("LEADRELAY_API_DOCS", "true")
+    env.setdefault("ADMIN_TOKEN", secrets.token_urlsafe(18))
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(name: str, command: list[str]) -> None:
@@ -114,7 +118,7 @@ def main() -> None:
         start("worker", [sys.executable, "worker.py"])
         start("api", [sys.executable, "-m", "api"])
         wait_for_port(settings.api_host, settings.api_port, "API")
-        print_banner(settings, sandbox_url)
+        print_banner(settings, sandbox_url, env["ADMIN_TOKEN"])
         watch(children)
     except KeyboardInterrupt:
         pass
@@ -122,7 +126,7 @@ def main() -> None:
         stop(children)
 
 
-def print_banner(settings: Settings, sandbox_url: str | None) -> None:
+def print_banner(settings: Settings, sandbox_url: str | None, admin_token: str) -> None:
     api = f"http://{settings.api_host}:{settings.api_port}"
     amocrm = sandbox_url or settings.amocrm_base_url
     lines = [
@@ -140,7 +144,7 @@ def print_banner(settings: Settings, sandbox_url: str | None) -> None:
         f"  curl -sS -X POST {api}/api/landing/proftest -H 'Content-Type: application/json' \\",
         '    -d \'{"name":"Айгерим","phone":"+7 777 123 45 67","email":"aigerim@example.com"}\'',
         "Then follow it:",
-        f"  curl -sS {api}/api/leads/+77771234567",
+        f"  curl -sS -H 'Authorization: Bearer {admin_token}' {api}/api/leads/+77771234567",
         "",
     ]
     print("\n".join(lines), flush=True)

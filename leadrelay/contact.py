@@ -7,6 +7,8 @@ from enum import StrEnum
 
 import phonenumbers
 
+from leadrelay import limits
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 
 
@@ -31,7 +33,14 @@ def normalize_phone(raw: str, region: str) -> str:
 
 
 def normalize_email(raw: str) -> str:
+    """RFC 5321 lengths: 254 characters in all, 64 before the @."""
     email = raw.strip().lower()
+    if len(email) > limits.MAX_EMAIL_CHARS:
+        raise InvalidContact("email", f"longer than {limits.MAX_EMAIL_CHARS} characters")
+    if len(email.rpartition("@")[0]) > limits.MAX_EMAIL_LOCAL_CHARS:
+        raise InvalidContact(
+            "email", f"more than {limits.MAX_EMAIL_LOCAL_CHARS} characters before the @"
+        )
     if not _EMAIL.match(email):
         raise InvalidContact("email", f"{raw!r} is not a well-formed email address")
     return email

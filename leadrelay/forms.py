@@ -70,6 +70,9 @@ class FormSpec(BaseModel):
     lead_fields: dict[PositiveInt, str] = Field(default_factory=dict)
     contact_fields: dict[PositiveInt, str] = Field(default_factory=dict)
     price_field: str | None = None
+    # A field humans never fill (hidden by CSS): a submission that fills it is a bot's,
+    # answered 202 and dropped at intake.
+    honeypot: str | None = None
 
     @model_validator(mode="after")
     def _status_needs_pipeline(self) -> FormSpec:

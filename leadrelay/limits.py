@@ -1,4 +1,5 @@
-"""Documented bounds: what one caller can make leadrelay store or hold.
+"""Documented bounds: what one caller can make leadrelay accept, store or hold (README:
+"Limits").
 
 Temporal refuses a payload above 2 MB (and a refused continue-as-new input wedges the
 workflow), and terminates a history above 50 MB or 51,200 events. Everything a lead
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 TEMPORAL_PAYLOAD_LIMIT_BYTES = 2 * 1024 * 1024
 """Temporal's hard limit for one payload (a signal argument, a continue-as-new input)."""
+TEMPORAL_MAX_ID_CHARS = 1000
+"""`limit.maxIDLength`: a longer workflow id is refused with INVALID_ARGUMENT."""
 
 # --- one person's lead workflow --------------------------------------------------------
 
@@ -56,3 +59,49 @@ AMOCRM_PAGES_MAX = 10
 ENTITY_PENDING_BYTES = 1024 * 1024
 """Events waiting in one entity workflow, in payload bytes; past this a new event keeps only
 its routing fields (its raw item is dropped), and past that it is refused and counted."""
+
+# --- Landing form bodies (`POST /api/landing/{form}`) -----------------------------------
+MAX_BODY_BYTES = 64 * 1024
+"""A larger body is answered 413."""
+MAX_JSON_DEPTH = 8
+"""Nesting of objects and lists; `{"metadata": {"quizAnswers": [{"q": 1}]}}` is 4."""
+MAX_NUMBER_DIGITS = 40
+"""Characters of one JSON number (Python refuses ints over 4,300 digits with an error)."""
+MAX_FIELDS = 200
+"""Keys and list items in the whole body, at every depth."""
+MAX_KEY_CHARS = 100
+"""Characters of one field name."""
+MAX_VALUE_CHARS = 2048
+"""Characters of a short value: name, phone, email, source, page, referrer, UTM tags.
+Longer is a 422 that names the field; URLs with click ids fit."""
+MAX_FREE_TEXT_CHARS = 4000
+"""Characters kept of free text (`comment` and every other string value); the rest is cut
+at the edge, and the note in amoCRM lists the cut fields."""
+MAX_SUBMISSION_PAYLOAD_BYTES = 128 * 1024
+"""Serialized size of one submission as Temporal receives it; a larger one is a 413. A
+lead workflow keeps several pending submissions within LEAD_PENDING_BYTES, so this stays
+well below it."""
+
+# --- Contacts (RFC 5321) ---------------------------------------------------------------
+MAX_EMAIL_CHARS = 254
+MAX_EMAIL_LOCAL_CHARS = 64
+MAX_PHONE_CHARS = 64
+"""What anyone writes for a phone, spaces and brackets included."""
+
+# --- amoCRM webhooks (`POST /api/amocrm/{hook}`) ----------------------------------------
+MAX_WEBHOOK_BYTES = 1024 * 1024
+"""Webhooks are never refused for their size: the first megabyte is kept raw. Its base64
+form (1.4 MB) still fits one Temporal payload."""
+MAX_PARCEL_PAYLOAD_BYTES = 1536 * 1024
+"""Any delivery larger than this is not sent to Temporal; a webhook's goes to the dead
+letters, where an operator sees it."""
+
+# --- Per person, per client ------------------------------------------------------------
+PERSON_SUBMISSIONS_PER_WINDOW = 20
+"""Submissions one contact key may make within PERSON_WINDOW_SECONDS; the next is a 429
+with Retry-After. Repeated clicks count too."""
+PERSON_WINDOW_SECONDS = 600.0
+PERSON_TRACKED_KEYS = 100_000
+"""Contact keys the per-person window remembers; the least recently seen are forgotten."""
+CLIENT_TRACKED_ADDRESSES = 100_000
+"""Client addresses the optional per-IP limit remembers."""

@@ -14,10 +14,17 @@ from typing import Any
 
 from opentelemetry import trace
 
-_EMAIL = r"(?P<email>(?P<first>[\w%+-])[\w.%+-]*@(?P<domain>[\w-]+(?:\.[\w-]+)+))"
+# The @ may be percent-encoded (`query=aigerim%40example.com` in a logged URL).
+_EMAIL = r"(?P<email>(?P<first>[\w%+-])[\w.%+-]*?(?:@|%40)(?P<domain>[\w-]+(?:\.[\w-]+)+))"
 # Ten or more digits, optionally grouped by spaces, hyphens or parentheses as people write
-# phones (`8 (777) 111-22-33`). A date-time such as `2026-01-01 12:00` is not a phone.
-_PHONE = r"(?P<phone>(?<!\d)(?!\d{4}-\d{2}-\d{2})\+?\(?\d(?:[ ()-]{0,2}\d){9,})(?!\d)"
+# phones (`8 (777) 111-22-33`), also percent-encoded (`8%20777%20111`). A date-time
+# such as `2026-01-01 12:00` is not a phone.
+_GAP = r"(?:[ ()-]|%2[089Dd])"
+_PHONE = (
+    r"(?P<phone>(?<!\d)(?!\d{4}-\d{2}-\d{2})(?:\+|%2[Bb])?(?:\(|%28)?\d(?:"
+    + _GAP
+    + r"{0,2}\d){9,})(?!\d)"
+)
 # The webhook secret travels in the URL, so it would reach the access log.
 _TOKEN = r"(?P<token_key>[?&]token=)[^&\s\"']+"
 # Run ids are UUIDs that may hold ten digits in a row: matched first, kept as they are.
@@ -29,8 +36,9 @@ def _masked(match: re.Match[str]) -> str:
     if match["email"]:
         return f"{match['first']}***@{match['domain']}"
     if match["phone"]:
-        digits = re.sub(r"\D", "", match["phone"])
-        plus = "+" if match["phone"].startswith("+") else ""
+        phone = re.sub(r"%[0-9A-Fa-f]{2}", " ", match["phone"])
+        digits = re.sub(r"\D", "", phone)
+        plus = "+" if match["phone"].startswith(("+", "%2B", "%2b")) else ""
         return f"{plus}{digits[:4]}***{digits[-4:]}"
     if match["token_key"]:
         return f"{match['token_key']}***"

@@ -39,6 +39,8 @@ class Submission:
     referrer: str | None = None
     utm: dict[str, str] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    # Paths of free-text fields cut to limits.MAX_FREE_TEXT_CHARS at the edge.
+    truncated: list[str] = field(default_factory=list)
 
 
 @dataclass

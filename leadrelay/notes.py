@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from leadrelay.custom_fields import RefusedValue
+from leadrelay.limits import MAX_FREE_TEXT_CHARS
 from leadrelay.models import Submission
 
 _QUESTION_KEYS = ("question", "q")
@@ -40,6 +41,9 @@ def submission_note(submission: Submission, refused: Sequence[RefusedValue] = ()
     if refused:
         lines.append("Не записано в поля amoCRM:")
         lines.extend(f"- {r.field_name}: «{r.value}» ({r.reason})" for r in refused)
+    if submission.truncated:
+        cut = ", ".join(submission.truncated)
+        lines.append(f"Обрезано до {MAX_FREE_TEXT_CHARS} символов: {cut}")
     lines.append(f"Получено: {submission.received_at} · {note_marker(submission)}")
     return "\n".join(lines)
 

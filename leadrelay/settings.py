@@ -99,6 +99,24 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    leadrelay_api_docs: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (make run turns it on)"
+    )
+    leadrelay_api_metrics_address: str = Field(
+        default="",
+        description="host:port serving the API's /metrics apart from the API port; "
+        "empty serves /metrics on the API port",
+    )
+    leadrelay_ip_limit_per_minute: int = Field(
+        default=0,
+        ge=0,
+        description="Requests per client address per minute on the ingress "
+        "routes; 0 turns the limit off",
+    )
+    leadrelay_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks whose X-Forwarded-For is believed",
+    )
 
     leadrelay_forms: Path | None = Field(default=None, description="Forms file (TOML or YAML)")
     leadrelay_phone_region: str = Field(default="KZ", description="Region for national numbers")

@@ -70,8 +70,15 @@ class Stack:
     async def set_faults(self, **faults: Any) -> None:
         (await self.sandbox.post("/_sandbox/faults", json=faults)).raise_for_status()
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.admin_token}"}
+
+    async def lead_response(self, lead_key: str) -> httpx.Response:
+        return await self.api.get(f"/api/leads/{lead_key}", headers=self.admin_headers)
+
     async def lead_view(self, lead_key: str) -> dict[str, Any]:
-        response = await self.api.get(f"/api/leads/{lead_key}")
+        response = await self.lead_response(lead_key)
         response.raise_for_status()
         return response.json()
 

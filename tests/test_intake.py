@@ -112,11 +112,15 @@ async def test_body_over_64_kib_is_413(stack: Stack, new_phone: Callable[[], str
 
 
 async def test_unknown_lead_is_404(stack: Stack, new_phone: Callable[[], str]) -> None:
-    response = await stack.api.get(f"/api/leads/{new_phone()}")
+    response = await stack.lead_response(new_phone())
     assert response.status_code == 404
 
 
-async def test_healthz_reports_temporal(stack: Stack) -> None:
-    response = await stack.api.get("/healthz")
-    assert response.status_code == 200
-    assert response.json()["temporal"]["reachable"] is True
+async def test_readyz_reports_temporal_and_healthz_the_drainer(stack: Stack) -> None:
+    ready = await stack.api.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["temporal"]["reachable"] is True
+    live = await stack.api.get("/healthz")
+    assert live.status_code == 200
+    assert live.json()["drainer_alive"] is True
+    assert "dead_letters" in live.json()

@@ -131,8 +131,12 @@ async def test_forms_and_webhooks_survive_temporal_being_down(
             "/api/amocrm/funnel-sale", params={"token": WEBHOOK_TOKEN}, data=hook
         )
         assert response.status_code == 200 and response.json()["delivered_via"] == "outbox"
-    health = await api.get("/healthz")
-    assert health.status_code == 503 and health.json()["outbox_depth"] == 8
+    live = await api.get("/healthz")
+    assert live.status_code == 200 and live.json()["outbox_depth"] == 8
+    assert live.json()["outbox_oldest_age_seconds"] > 0
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200, "the outbox takes over while Temporal is away"
+    assert ready.json()["via"] == "outbox"
 
     await server.start()
 
