@@ -65,6 +65,7 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
     NOT_CONFIRMED = "not confirmed"
     LEAD_DELETED = "lead deleted"
+    DEAD_LETTER = "dead letter"
 
 
 WHOLE_EVENT: Final = "-"
@@ -101,6 +102,21 @@ class EntityState:
     # `limits.SKIPPED_KEPT`); all are counted.
     skipped: list[EntityEvent] = field(default_factory=list)
     events_skipped: int = 0
+    # Forwards whose receiver did not take them within their rule's `give_up_after_hours`
+    # (the newest `limits.DEAD_LETTERS_KEPT`); all are counted.
+    dead_letters: list[ForwardDeadLetter] = field(default_factory=list)
+    forwards_dead_lettered: int = 0
+
+
+@dataclass
+class ForwardDeadLetter:
+    """A forward that was given up on: its event is kept (without the raw item) to resend."""
+
+    rule: str
+    url: str
+    reason: str
+    at: str
+    event: EntityEvent
 
 
 @dataclass
@@ -113,6 +129,7 @@ class PlannedAction:
     text: str | None = None
     due_in_hours: float = 24.0
     allow_unsigned: bool = False
+    give_up_after_hours: float = 72.0
 
 
 @dataclass

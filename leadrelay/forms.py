@@ -120,6 +120,8 @@ class RuleAction(BaseModel):
     # forward only: without FORWARD_SIGNING_SECRET the worker refuses to start unless this is
     # true, because a receiver cannot tell unsigned events from forged ones.
     allow_unsigned: bool = False
+    # forward only: retries stop after this long, and the event becomes a dead letter.
+    give_up_after_hours: float = Field(default=72.0, gt=0)
 
     @model_validator(mode="after")
     def _has_what_it_needs(self) -> RuleAction:
@@ -238,6 +240,7 @@ class FormsConfig(BaseModel):
                 text=action.text,
                 due_in_hours=action.due_in_hours,
                 allow_unsigned=action.allow_unsigned,
+                give_up_after_hours=action.give_up_after_hours,
             )
             for rule in self.rules
             if rule.matches(event)

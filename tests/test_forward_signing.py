@@ -8,14 +8,16 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from leadrelay.forms import FormsConfig
 from leadrelay.signing import signature_header, verify_signature
-from tests.support import Stack, eventually
+from tests.conftest import EXPRESS_PIPELINE
+from tests.support import Receiver, Stack, eventually
+from tests.test_pipeline import notes_of
 from tests.test_webhooks import (
     entity_state,
     forwards_for,
@@ -135,3 +137,54 @@ async def test_a_receivers_4xx_parks_the_event_until_retry(
         last.body,
         now=time.time(),
     )
+
+
+GIVE_UP_RULE = """
+[[rules]]
+name = "lost-sale"
+pipeline_id = {pipeline}
+status_id = 143
+actions = [
+  {{ type = "forward", url = "{receiver}/events", give_up_after_hours = 0.001 }},
+  {{ type = "note", text = "Отказ записан" }},
+]
+"""
+
+
+@pytest.fixture
+async def give_up_rule(stack: Stack, receiver: tuple[Receiver, str]) -> AsyncIterator[None]:
+    text = stack.forms_text + GIVE_UP_RULE.format(pipeline=EXPRESS_PIPELINE, receiver=receiver[1])
+    await asyncio.to_thread(stack.forms_path.write_text, text, encoding="utf-8")
+    yield
+    await asyncio.to_thread(stack.forms_path.write_text, stack.forms_text, encoding="utf-8")
+
+
+async def test_a_forward_retried_past_its_age_becomes_a_visible_dead_letter(
+    clean_sandbox: Stack,
+    new_phone: Callable[[], str],
+    refusing_receiver: Callable[[int], None],
+    give_up_rule: None,
+) -> None:
+    stack = clean_sandbox
+    await subscribe_hook(stack)
+    refusing_receiver(503)
+    lead_id = await new_express_lead(stack, new_phone())
+    await move_lead(stack, lead_id, 143)
+
+    async def dead_lettered() -> bool:
+        try:
+            state = await entity_state(stack, lead_id)
+        except Exception:
+            return False
+        return state.forwards_dead_lettered == 1
+
+    await eventually(dead_lettered)
+    state = await wait_handled(stack, lead_id, seen=1)
+    [letter] = state.dead_letters
+    assert (letter.rule, letter.event.entity_id) == ("lost-sale", lead_id)
+    assert letter.url.endswith("/events") and "no 2xx within" in letter.reason
+    outcomes = [(a.action, a.outcome) for a in state.actions]
+    assert ("forward", "dead letter") in outcomes and ("note", "done") in outcomes
+    assert len(forwards_for(stack, lead_id)) >= 2, "a 503 was retried before giving up"
+    notes = [n for n in notes_of(await stack.sandbox_state(), lead_id) if "Отказ" in n]
+    assert len(notes) == 1, "the rule's other actions still ran"

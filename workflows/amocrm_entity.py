@@ -15,9 +15,10 @@ import functools
 from datetime import timedelta
 from typing import assert_never
 
+import temporalio.exceptions
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, CurrentLead, LeadNote, LeadTask
@@ -31,11 +32,12 @@ with workflow.unsafe.imports_passed_through():
         EntityEvent,
         EntityStart,
         EntityState,
+        ForwardDeadLetter,
         ForwardRequest,
         Outcome,
         PlannedAction,
     )
-    from leadrelay.limits import ENTITY_PENDING_BYTES, SKIPPED_KEPT
+    from leadrelay.limits import DEAD_LETTERS_KEPT, ENTITY_PENDING_BYTES, SKIPPED_KEPT
     from leadrelay.notes import rule_marker, rule_text
     from leadrelay.settings import IO_TASK_QUEUE
     from workflows import priorities
@@ -55,6 +57,17 @@ FORWARD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
 )
+
+
+FORWARD_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+FORWARDS_DEAD_LETTERED = (
+    "leadrelay_forwards_dead_lettered",
+    "Forwarded events given up on after their rule's give_up_after_hours",
+)
+
+
+class _GaveUp(Exception):
+    """A forward ran out of time and became a dead letter."""
 
 
 class _Gone(enum.Enum):
@@ -170,7 +183,11 @@ class AmoEntityWorkflow:
         else:
             for action in actions:
                 if not self._done_before(event, action):
-                    await self._perform(action, event, current)
+                    try:
+                        await self._perform(action, event, current)
+                    except _GaveUp:
+                        self._record(event, action.rule, action.kind, Outcome.DEAD_LETTER)
+                        continue
                     self._record(event, action.rule, action.kind, Outcome.DONE)
         if event.action == "status":
             self._state.last_status_id = event.status_id
@@ -208,19 +225,13 @@ class AmoEntityWorkflow:
                     "event": dataclasses.asdict(event),
                     "lead": current.raw if current else None,
                 }
-                await workflow.execute_activity_method(
-                    DeliveryActivities.forward_event,
-                    ForwardRequest(
-                        action.url,
-                        f"{event.dedup_key}/{action.rule}",
-                        body,
-                        allow_unsigned=action.allow_unsigned,
-                    ),
-                    task_queue=IO_TASK_QUEUE,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=FORWARD_RETRY,
-                    summary=f"forward ({action.rule})",
+                request = ForwardRequest(
+                    action.url,
+                    f"{event.dedup_key}/{action.rule}",
+                    body,
+                    allow_unsigned=action.allow_unsigned,
                 )
+                await self._forward(request, action, event)
             case ActionKind.NOTE:
                 await add_note_once(
                     LeadNote(event.entity_id, rule_text(action.text or "", marker)),
@@ -239,6 +250,43 @@ class AmoEntityWorkflow:
             case unknown:
                 assert_never(unknown)
 
+    async def _forward(
+        self, request: ForwardRequest, action: PlannedAction, event: EntityEvent
+    ) -> None:
+        """Retried with backoff for `give_up_after_hours`, then a dead letter; a receiver's
+        refusal (4xx) is not retried and parks the event (see `Parking`)."""
+        give_up_after = timedelta(hours=action.give_up_after_hours)
+        try:
+            await workflow.execute_activity_method(
+                DeliveryActivities.forward_event,
+                request,
+                task_queue=IO_TASK_QUEUE,
+                start_to_close_timeout=min(FORWARD_ATTEMPT_TIMEOUT, give_up_after),
+                schedule_to_close_timeout=give_up_after,
+                retry_policy=FORWARD_RETRY,
+                summary=f"forward ({action.rule})",
+            )
+        except ActivityError as err:
+            # Out of time: the last attempt's failure comes back with retry state TIMEOUT.
+            out_of_time = err.retry_state == RetryState.TIMEOUT or isinstance(
+                err.cause, temporalio.exceptions.TimeoutError
+            )
+            if not out_of_time:
+                raise
+            self._dead_letter(action, event, f"no 2xx within {give_up_after}: {err.cause}")
+            raise _GaveUp from err
+
+    def _dead_letter(self, action: PlannedAction, event: EntityEvent, reason: str) -> None:
+        state = self._state
+        state.forwards_dead_lettered += 1
+        letter = ForwardDeadLetter(
+            action.rule, action.url or "", reason, workflow.now().isoformat(), _without_item(event)
+        )
+        state.dead_letters.append(letter)
+        del state.dead_letters[:-DEAD_LETTERS_KEPT]
+        workflow.metric_meter().create_counter(*FORWARDS_DEAD_LETTERED).add(1)
+        workflow.logger.error("%s: forward dead-lettered: %s", workflow.info().workflow_id, reason)
+
     def _done_before(self, event: EntityEvent, action: PlannedAction) -> bool:
         return any(
             taken.dedup_key == event.dedup_key
@@ -253,6 +301,11 @@ class AmoEntityWorkflow:
         )
         del self._state.actions[:-ACTIONS_KEPT]
         details = f"**last** {event.dedup_key}: {rule} {action} → {outcome}"
+        if self._state.forwards_dead_lettered:
+            details += (
+                f"\n\n**dead letters** {self._state.forwards_dead_lettered} forwards given up on "
+                "(see `dead_letters` in the `state` query)"
+            )
         if self._state.events_skipped:
             details += (
                 f"\n\n**skipped** {self._state.events_skipped} set aside by an operator "
