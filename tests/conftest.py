@@ -111,7 +111,9 @@ def sandbox_url() -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "sandbox", "--port", str(port), "--token", SANDBOX_TOKEN]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    # The sandbox is development code, never installed: it runs from the checkout's root.
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=root)
     try:
         wait_for_port("127.0.0.1", port, "amoCRM sandbox")
         yield f"http://127.0.0.1:{port}"

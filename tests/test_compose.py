@@ -445,14 +445,43 @@ def test_dockerfile_builds_a_non_root_production_image(services):
         for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    assert lines[0] == "FROM python:3.11-slim"
-    users = [line.split()[1] for line in lines if line.startswith("USER ")]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    text = "\n".join(lines)
-    assert re.search(r"pip install (--no-deps )?\.(\s|$)", text)
-    assert "[dev]" not in text
-    cmd = next(line for line in reversed(lines) if line.startswith("CMD "))
+    assert lines[0] == "FROM python:3.11-slim AS base"
+    stages = dockerfile_stages(lines)
+    assert list(stages)[-1] == "production", "the default build must be the production image"
+    for name in ("production", "sandbox"):
+        users = [line.split()[1] for line in stages[name] if line.startswith("USER ")]
+        assert users and users[-1].split(":")[0] not in ("root", "0"), name
+    production = "\n".join(stages["production"])
+    assert re.search(r"pip install (--no-deps )?\.(\s|$)", production)
+    assert "[dev]" not in "\n".join(lines)
+    cmd = next(line for line in reversed(stages["production"]) if line.startswith("CMD "))
     assert yaml.safe_load(cmd.removeprefix("CMD ")) == argv(services["api"])
+    build = services["api"]["build"]
+    assert build["target"] == "production" and services["worker"]["build"] == build
+    assert services["sandbox"]["build"]["target"] == "sandbox"
+
+
+def test_the_production_image_holds_no_development_code():
+    """It copies the source from a stage that removed sandbox, bench and tests."""
+    stages = dockerfile_stages((ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines())
+    copies = [line for line in stages["production"] if line.startswith("COPY ")]
+    assert copies == ["COPY --from=source /src ./"], copies
+    removed = " ".join(line for line in stages["source"] if line.startswith("RUN rm -rf"))
+    for dev in ("sandbox", "bench", "tests"):
+        assert f"/src/{dev}" in removed, dev
+
+
+def dockerfile_stages(lines: list[str]) -> dict[str, list[str]]:
+    """Each stage's instructions (comments dropped), by its `AS` name, in file order."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            current = stages.setdefault(line.split()[-1], [])
+        current.append(line)
+    return stages
 
 
 def test_dockerignore_keeps_secrets_out_and_the_code_in():
