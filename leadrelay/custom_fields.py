@@ -155,6 +155,22 @@ def shown(raw: Any) -> str:
     return raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
 
 
+def named_values(raw_fields: Any) -> dict[str, Any]:
+    """A lead's `custom_fields_values` as amoCRM answers them, by field name:
+    `{"utm_source": "fb", "Интересы": ["Дизайн", "Маркетинг"]}`. One value is a scalar,
+    several a list; a name two fields share gets the field id appended."""
+    named: dict[str, Any] = {}
+    for entry in raw_fields if isinstance(raw_fields, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        values = [v.get("value") for v in entry.get("values") or [] if isinstance(v, dict)]
+        name = str(entry.get("field_name") or entry.get("field_code") or entry.get("field_id"))
+        if name in named:
+            name = f"{name} ({entry.get('field_id')})"
+        named[name] = values[0] if len(values) == 1 else values
+    return named
+
+
 def value_at(fields: Mapping[str, Any], path: str) -> Any:
     """`metadata.language` reaches into nested objects (and `answers.0` into lists)."""
     current: Any = fields

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, CurrentLead, LeadNote, LeadTask
     from activities.delivery import DeliveryActivities
     from activities.routing import RoutingActivities
+    from leadrelay.custom_fields import named_values
     from leadrelay.events import (
         RECONCILIATION,
         WHOLE_EVENT,
@@ -224,6 +225,10 @@ class AmoEntityWorkflow:
                     "rule": action.rule,
                     "event": dataclasses.asdict(event),
                     "lead": current.raw if current else None,
+                    # The fields by name, e.g. the first-touch UTM a sale is attributed to.
+                    "custom_fields": named_values(current.raw.get("custom_fields_values"))
+                    if current
+                    else {},
                 }
                 request = ForwardRequest(
                     action.url,
