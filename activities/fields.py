@@ -76,9 +76,12 @@ class FieldActivities:
     def prepare_fields(self, request: FieldsRequest) -> PreparedFields:
         for catalogue in request.catalogues:
             self._cache.install(catalogue)
-        mapping = self._forms.current().field_mapping(request.submission.form)
+        forms = self._forms.current()
+        mapping = forms.field_mapping(request.submission.form)
+        # A read covers every field the forms file names, so that it serves other forms too.
+        every_field = forms.mapped_field_ids()
         needed = [
-            CatalogueRequest(entity, field_ids)
+            CatalogueRequest(entity, every_field[entity])
             for entity, field_ids in mapping.wanted(request.submission).items()
             if not self._cache.knows(entity, field_ids)
         ]

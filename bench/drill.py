@@ -78,8 +78,8 @@ class Drill:
         return self.stack.config.amocrm_rps
 
     def drain_budget(self, people: int) -> float:
-        """A hang guard, not a target: 3 requests per person at AMOCRM_RPS, twice, plus slack."""
-        return 3 * people / self.rps * 2 + 180
+        """A hang guard, not a target: 4 requests per person at AMOCRM_RPS, twice, plus slack."""
+        return 4 * people / self.rps * 2 + 180
 
     async def submit(self, people: int) -> list[load.Sample]:
         nationals = load.new_national_numbers(people)

@@ -153,7 +153,7 @@ async def burst_drain(stack: BenchStack, people: int, rps: float) -> dict[str, A
         samples = await load.all_at_once(api, load.landing_sender(nationals), people)
         acked = time.monotonic() - started
         expected = load.accepted(samples)
-        within = 3 * people / rps * 1.5 + 120
+        within = 4 * people / rps * 1.5 + 120
         check, done_at = await load.wait_until_complete(sandbox.state, expected, within=within)
         cpu = sampler.end()
         stats = await sandbox.stats(since)
@@ -197,7 +197,7 @@ async def duplicate_storm(stack: BenchStack, people: int, submissions: int) -> d
         samples = await load.all_at_once(api, send, submissions)
         expected = load.accepted(samples)
         check, _ = await load.wait_until_complete(
-            sandbox.state, expected, within=3 * people / stack.config.amocrm_rps * 2 + 60
+            sandbox.state, expected, within=4 * people / stack.config.amocrm_rps * 2 + 60
         )
         await asyncio.sleep(3)
         stats = await sandbox.stats(since)
@@ -290,8 +290,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Targets: peak_1s ≤ {rps:g}: **{_ok(burst['peak_1s'] <= rps)}**; zero 429s: "
             f"**{_ok(burst['http_429'] == 0)}**; efficiency ≥ 0.9: "
-            f"**{_ok((burst['efficiency'] or 0) >= 0.9)}**; ≤ 3 requests per new lead: "
-            f"**{_ok(burst['requests_per_lead'] <= 3)}**. "
+            f"**{_ok((burst['efficiency'] or 0) >= 0.9)}**; ≤ 4 requests per new lead "
+            f"(phone and email given): **{_ok(burst['requests_per_lead'] <= 4)}**. "
             f"Acks of the burst: p99 {burst['acks']['p99_ms']} ms, max "
             f"{burst['acks']['max_ms']} ms, {burst['acks']['outbox']} via the outbox.",
             "",

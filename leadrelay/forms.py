@@ -44,6 +44,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from leadrelay.contact import contact_key
+from leadrelay.custom_fields import FieldEntity
 from leadrelay.events import ActionKind, EntityEvent, PlannedAction
 from leadrelay.lead_fields import UTM_FIELDS, FieldMapping
 from leadrelay.models import Route, Submission
@@ -209,6 +210,15 @@ class FormsConfig(BaseModel):
                 contact_key(submission.phone, submission.email)
             ),
         )
+
+    def mapped_field_ids(self) -> dict[FieldEntity, list[int]]:
+        """Every amoCRM field the file names, by entity: one catalogue read serves them all."""
+        leads = set(self.utm.values())
+        contacts: set[int] = set()
+        for spec in self.forms.values():
+            leads.update(spec.lead_fields)
+            contacts.update(spec.contact_fields)
+        return {"leads": sorted(leads), "contacts": sorted(contacts)}
 
     def field_mapping(self, form: str) -> FieldMapping:
         spec = self.forms.get(form, FormSpec())

@@ -158,6 +158,16 @@ async def delete_lead_like_a_manager(lead_id: int, account: Account) -> Response
     return Response(status_code=204)
 
 
+@router.delete("/custom_fields/{entity}/{field_id:int}")
+async def delete_custom_field(entity: str, field_id: int, account: Account) -> Response:
+    """Delete a field as a manager can in amoCRM's settings; a reset brings it back."""
+    fields = account.custom_fields.get(entity)
+    if fields is None or not any(custom_field.id == field_id for custom_field in fields):
+        raise HTTPException(404, f"No field {field_id} in {entity}")
+    account.custom_fields[entity] = [f for f in fields if f.id != field_id]
+    return Response(status_code=204)
+
+
 @router.post("/contacts")
 async def seed_contacts(body: JsonBody, account: Account) -> JSONResponse:
     """Seed a known person: one contact object gives {"id"}, an array gives {"ids"}."""

@@ -204,7 +204,7 @@ class SandboxAccount:
         users: Iterable[User],
     ):
         self.pipelines = {pipeline.id: pipeline for pipeline in pipelines}
-        self.custom_fields = {"leads": list(lead_fields), "contacts": list(contact_fields)}
+        self._seed_fields = {"leads": list(lead_fields), "contacts": list(contact_fields)}
         self.users = {user.id: user for user in users}
         self.rng = random.Random()
         # Ids keep growing across resets so that a stale id from an earlier test never resolves.
@@ -219,6 +219,8 @@ class SandboxAccount:
         self.reset()
 
     def reset(self) -> None:
+        # A test may delete fields, as a manager can in amoCRM's settings; reset restores them.
+        self.custom_fields = {entity: list(fields) for entity, fields in self._seed_fields.items()}
         self.contacts: dict[int, Contact] = {}
         self.leads: dict[int, Lead] = {}
         # Leads a manager deleted: `GET /api/v4/leads/{id}` answers them with 204.

@@ -198,3 +198,12 @@ def test_one_manager_gets_every_lead_and_several_are_spread_by_contact_key(
     counts = {user: spread.count(user) for user in (5001, 5002, 5003)}
     assert all(70 <= count <= 130 for count in counts.values()), counts
     assert config.route(submission(form="unlisted")).responsible_user_id is None
+
+
+def test_every_mapped_field_is_listed_for_one_catalogue_read(tmp_path: Path) -> None:
+    config = FormsConfig.load(write(tmp_path, "forms.toml", ISSUE_FORMS_TOML))
+
+    assert config.mapped_field_ids() == {
+        "leads": [434725, 434727, 434729, 434731, 434733, 600100, 600200],
+        "contacts": [700300, 701000],
+    }

@@ -24,6 +24,7 @@ from leadrelay.events import RawWebhook, entity_workflow_id
 from tests.conftest import WEBHOOK_TOKEN
 from tests.support import Stack
 from tests.test_faults import wait_all_processed
+from tests.test_lead_fields import COURSE_FIELD_ID, FIELDS_FORMS, email_of
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
 from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
 from workflows.amocrm_entity import AmoEntityWorkflow
@@ -115,6 +116,7 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     )
     await wait_processed(stack, skipped, 1)
     recorded["lead-parked-then-skipped"] = f"lead-{skipped}"
+    await record_field_scenarios(stack, new_phone, recorded)
 
     brief = stack.settings.model_copy(update={"leadrelay_quiet_window_seconds": 1.0})
     quiet = new_phone()
@@ -171,3 +173,45 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
             continue
         history = await stack.temporal.get_workflow_handle(workflow_id).fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+
+
+async def record_field_scenarios(
+    stack: Stack, new_phone: Callable[[], str], recorded: dict[str, str]
+) -> None:
+    """UTM and form fields with a catalogue read, one contact found by email, a refused field."""
+    text = f"{stack.forms_text}\n{FIELDS_FORMS}"
+    await asyncio.to_thread(stack.forms_path.write_text, text, encoding="utf-8")
+    try:
+        await stack.restart_workers()  # a cold field-catalogue cache: the workflow reads it
+        fields = new_phone()
+        body = {
+            "name": "Айгерим",
+            "phone": fields,
+            "email": email_of(fields),
+            "paymentMethod": "cash",
+            "course": "Python",
+            "amount": "4990",
+            "city": "Алматы",
+            "utmParams": {"utm_source": "fb", "utm_campaign": "express"},
+        }
+        await stack.api.post("/api/landing/course", json=body)
+        await wait_processed(stack, fields, 1)
+        repeat = {**body, "paymentMethod": "kaspi", "utmParams": {"utm_medium": "cpc"}}
+        await stack.api.post("/api/landing/course", json=repeat)
+        await wait_processed(stack, fields, 2)
+        recorded["lead-fields-new-person-and-repeat"] = f"lead-{fields}"
+
+        known = new_phone()
+        await stack.api.post("/api/landing/course", json={"email": email_of(known)})
+        await wait_processed(stack, email_of(known), 1)
+        await stack.api.post("/api/landing/course", json={"phone": known, "email": email_of(known)})
+        await wait_processed(stack, known, 1)
+        recorded["lead-email-found-phone-added"] = f"lead-{known}"
+
+        await stack.sandbox.delete(f"/_sandbox/custom_fields/leads/{COURSE_FIELD_ID}")
+        refused = new_phone()
+        await stack.api.post("/api/landing/course", json={"phone": refused, "course": "Go"})
+        await wait_processed(stack, refused, 1)
+        recorded["lead-field-rejected-then-created-without-it"] = f"lead-{refused}"
+    finally:
+        await asyncio.to_thread(stack.forms_path.write_text, stack.forms_text, encoding="utf-8")

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         LeadTask,
         MarkerLookup,
     )
-    from amocrm.models import Contact, Lead
+    from amocrm.models import Contact, Lead, Rejection
     from leadrelay.bounded import cut_text
     from leadrelay.limits import AMOCRM_PAGES_MAX, ERROR_MESSAGE_CHARS
     from leadrelay.models import LeadError
@@ -123,6 +123,16 @@ def failure_type(err: ActivityError | ApplicationError) -> str:
     if isinstance(cause, ApplicationError):
         return cause.type or "ApplicationError"
     return type(cause).__name__ if cause else "ActivityError"
+
+
+def rejection_of(err: ActivityError) -> Rejection | None:
+    """The optional parts (fields, a manager) that amoCRM's 400 refused, if only those."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != AmoFailure.REJECTED:
+        return None
+    details = cause.details[0] if cause.details else None
+    found = details.get("rejection") if isinstance(details, dict) else None
+    return Rejection(**found) if isinstance(found, dict) else None
 
 
 def write_backoff(err: ActivityError | None, failures: int) -> timedelta:

@@ -19,15 +19,20 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.amocrm import (
         AmoActivities,
+        AmoFailure,
+        ContactPhone,
         ContactQuery,
         LeadNote,
         LeadTags,
     )
+    from activities.fields import FieldActivities, FieldsRequest
     from activities.routing import RoutingActivities
-    from amocrm.models import CreatedLead, Lead, NewContact, NewLead
+    from amocrm.models import Contact, CreatedLead, Lead, LeadChange, NewContact, NewLead
     from leadrelay import search_attributes as sa
     from leadrelay.bounded import cut_submission, cut_text
     from leadrelay.contact import KeyKind, key_kind
+    from leadrelay.custom_fields import FieldCatalogue, RefusedValue
+    from leadrelay.lead_fields import LeadFields
     from leadrelay.limits import (
         DEAD_LETTERS_KEPT,
         LEAD_PENDING_BYTES,
@@ -57,9 +62,11 @@ with workflow.unsafe.imports_passed_through():
         WRITE_ONCE,
         add_note_once,
         call_amocrm,
+        failure_type,
         find_contacts,
         lead_error,
         read_leads,
+        rejection_of,
         write_once,
     )
     from workflows.inbox import Inbox, Offered, continue_as_new_if_due, payload_size
@@ -78,6 +85,10 @@ DEAD_LETTERS_METRIC = (
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 # Workflows recorded before it searched again after every failed create, refusals included.
 CREATE_REFUSAL_PATCH = "create-write-once"
+# Workflows recorded before amoCRM fields, responsible users and the email search after a
+# phone miss replay without them.
+FIELDS_PATCH = "fields-and-one-contact"
+RESPONSIBLE_LABEL = "Ответственный"
 
 
 @workflow.defn
@@ -95,6 +106,10 @@ class LeadWorkflow:
             cut=self._cut,
         )
         self._parking = Parking()
+        # Per submission: what goes into amoCRM's fields, and whether the version writes them.
+        self._fields = LeadFields()
+        self._with_fields = False
+        self._responsible_user_id: int | None = None
 
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
@@ -243,12 +258,44 @@ class LeadWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=ROUTING_RETRY,
         )
+        self._with_fields = workflow.patched(FIELDS_PATCH)
+        self._fields = await self._prepare_fields(submission) if self._with_fields else LeadFields()
+        self._responsible_user_id = route.responsible_user_id if self._with_fields else None
         if await self._update_known_lead(route):
             self._enter(Step.UPDATED)
         else:
             await self._find_or_create_lead(submission, route)
         await self._add_submission_note(submission)
         self._show_details()
+
+    async def _prepare_fields(self, submission: Submission) -> LeadFields:
+        """The submission's values converted for the account's fields. The worker converts
+        with its cached catalogues; one it lacks is read here, on the amoCRM queue."""
+        catalogues: list[FieldCatalogue] = []
+        while True:
+            prepared = await workflow.execute_local_activity_method(
+                FieldActivities.prepare_fields,
+                FieldsRequest(submission, catalogues),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=ROUTING_RETRY,
+            )
+            if not prepared.catalogues_needed:
+                return prepared.fields
+            try:
+                catalogues = [
+                    await call_amocrm(
+                        AmoActivities.read_field_catalogue,
+                        needed,
+                        summary=f"read {needed.entity} field catalogue",
+                    )
+                    for needed in prepared.catalogues_needed
+                ]
+            except ActivityError as err:
+                if failure_type(err) not in AmoFailure.NON_RETRYABLE:
+                    raise
+                # The fields are optional: without a catalogue, the note alone carries them.
+                workflow.logger.warning("no field catalogue for %s: %s", submission.form, err)
+                return LeadFields()
 
     async def _update_known_lead(self, route: Route) -> bool:
         """A later submission: update the lead this workflow knows, if it is still open."""
@@ -259,7 +306,7 @@ class LeadWorkflow:
         if not leads or not leads[0].is_open:
             self._state.lead_id = None
             return False
-        await self._add_missing_tags(leads[0], route)
+        await self._complete_lead(leads[0], route)
         return True
 
     async def _find_or_create_lead(self, submission: Submission, route: Route) -> None:
@@ -278,21 +325,55 @@ class LeadWorkflow:
             self._enter(Step.CREATED)
         else:
             self._adopt(found.id, route)
-            await self._add_missing_tags(found, route)
+            await self._complete_lead(found, route)
             self._enter(Step.UPDATED)
 
     async def _find_open_lead(self, submission: Submission, route: Route) -> Lead | None:
         """The person's open lead in the route's pipeline; remembers their contact."""
         self._enter(Step.SEARCHING)
+        contacts = await self._search_contacts(submission)
+        if not contacts:
+            return None
+        lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
+        return await self._open_lead_in_pipeline(lead_ids, route)
+
+    async def _search_contacts(self, submission: Submission) -> list[Contact]:
+        """The person's contacts by phone, else by email. A phone amoCRM does not know is
+        searched by the email too, and added to the contact found, so one person keeps one
+        contact and the next phone search finds it."""
         query = ContactQuery(
             phone=submission.phone, email=None if submission.phone else submission.email
         )
         contacts = await find_contacts(query, summary="search contact")
+        by_email = False
+        if not contacts and self._with_fields and submission.phone and submission.email:
+            contacts = await find_contacts(
+                ContactQuery(phone=None, email=submission.email), summary="search contact by email"
+            )
+            by_email = bool(contacts)
         if not contacts:
-            return None
-        self._state.contact_id = min(contact.id for contact in contacts)
-        lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
-        return await self._open_lead_in_pipeline(lead_ids, route)
+            return []
+        contact = min(contacts, key=lambda found: found.id)
+        self._state.contact_id = contact.id
+        if self._with_fields and contact.responsible_user_id is not None:
+            self._responsible_user_id = contact.responsible_user_id
+        if by_email and submission.phone:
+            await self._add_phone(contact, submission.phone)
+        return contacts
+
+    async def _add_phone(self, contact: Contact, phone: str) -> None:
+        try:
+            await call_amocrm(
+                AmoActivities.add_contact_phone,
+                ContactPhone(contact.id, phone, contact.phone_values),
+                summary="add phone to contact",
+            )
+        except ActivityError as err:
+            if failure_type(err) != AmoFailure.REJECTED:
+                raise
+            # The lead matters more than the phone: it is in the note either way.
+            workflow.logger.warning("phone not added to contact %s: %s", contact.id, err)
+            self._fields.refused.append(RefusedValue(0, "Телефон контакта", phone, str(err)))
 
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
         if not lead_ids:
@@ -306,27 +387,77 @@ class LeadWorkflow:
         return max(in_pipeline, key=lambda lead: lead.id, default=None)
 
     async def _create_lead(self, submission: Submission, route: Route) -> CreatedLead:
+        """A 400 over optional parts (a field, the manager) was not applied: they are
+        dropped, named in the note, and the lead is created at once without them."""
         self._enter(Step.CREATING)
+        while True:
+            contact_id = self._state.contact_id
+            try:
+                return await workflow.execute_activity_method(
+                    AmoActivities.create_lead,
+                    self._new_lead(submission, route),
+                    task_queue=AMOCRM_TASK_QUEUE,
+                    start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+                    retry_policy=WRITE_ONCE,
+                    summary="create lead + contact" if contact_id is None else "create lead",
+                )
+            except ActivityError as err:
+                if not self._drop_rejected(err):
+                    raise
+
+    def _new_lead(self, submission: Submission, route: Route) -> NewLead:
+        """A new lead (UTM, form fields, budget, manager) and, if amoCRM lacks one, its contact.
+
+        A lead for a known contact goes to the contact's own responsible user; a new contact
+        gets its lead's manager.
+        """
         contact_id = self._state.contact_id
-        new_lead = NewLead(
+        fields = self._fields
+        responsible = self._responsible_user_id
+        new_contact = None
+        if contact_id is None:
+            new_contact = NewContact(
+                submission.name,
+                submission.phone,
+                submission.email,
+                custom_fields=fields.contact,
+                responsible_user_id=responsible,
+            )
+        return NewLead(
             name=route.lead_name,
             pipeline_id=route.pipeline_id,
             status_id=route.status_id,
             tags=route.tags,
             contact_id=contact_id,
-            new_contact=None
-            if contact_id
-            else NewContact(submission.name, submission.phone, submission.email),
+            new_contact=new_contact,
             request_id=submission.submission_id[:32],
+            custom_fields=[*fields.utm, *fields.lead],
+            price=fields.price,
+            responsible_user_id=responsible,
         )
-        return await workflow.execute_activity_method(
-            AmoActivities.create_lead,
-            new_lead,
-            task_queue=AMOCRM_TASK_QUEUE,
-            start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-            retry_policy=WRITE_ONCE,
-            summary="create lead + contact" if contact_id is None else "create lead",
-        )
+
+    def _drop_rejected(self, err: ActivityError) -> bool:
+        """Leave out what amoCRM refused, if that is only optional parts; whether it was."""
+        rejection = rejection_of(err)
+        if rejection is None:
+            return False
+        dropped = False
+        if rejection.responsible_user and self._responsible_user_id is not None:
+            refused_user = str(self._responsible_user_id)
+            self._fields.refused.append(
+                RefusedValue(0, RESPONSIBLE_LABEL, refused_user, "amoCRM отклонил")
+            )
+            self._responsible_user_id = None
+            dropped = True
+        lead_ids, contact_ids = set(rejection.lead_field_ids), set(rejection.contact_field_ids)
+        sent = {value.field_id for value in [*self._fields.utm, *self._fields.lead]}
+        sent_contact = {value.field_id for value in self._fields.contact}
+        if lead_ids & sent or contact_ids & sent_contact:
+            self._fields = self._fields.without(lead_ids, contact_ids)
+            dropped = True
+        if dropped:
+            workflow.logger.warning("left out what amoCRM refused (%s): %s", rejection, err)
+        return dropped
 
     def _create_failed(self, submission: Submission, err: ActivityError) -> None:
         self._state.last_error = lead_error(err, submission_id=submission.submission_id)
@@ -334,17 +465,39 @@ class LeadWorkflow:
 
     async def _add_submission_note(self, submission: Submission) -> None:
         await add_note_once(
-            LeadNote(self._known_lead_id(), submission_note(submission)),
+            LeadNote(self._known_lead_id(), submission_note(submission, self._fields.refused)),
             note_marker(submission),
             summary="add submission note",
         )
 
-    async def _add_missing_tags(self, lead: Lead, route: Route) -> None:
+    async def _complete_lead(self, lead: Lead, route: Route) -> None:
+        """An open lead gets the form's missing tags and its empty UTM and form fields, in
+        one PATCH: first touch wins, and nothing a manager typed is overwritten."""
         missing = [tag for tag in route.tags if tag not in lead.tags]
-        if missing:
-            await call_amocrm(
-                AmoActivities.add_lead_tags, LeadTags(lead.id, missing), summary="add form tags"
-            )
+        if not self._with_fields:
+            if missing:
+                await call_amocrm(
+                    AmoActivities.add_lead_tags, LeadTags(lead.id, missing), summary="add form tags"
+                )
+            return
+        while True:
+            empty = [
+                value
+                for value in [*self._fields.utm, *self._fields.lead]
+                if value.field_id not in lead.filled_field_ids
+            ]
+            if not missing and not empty:
+                return
+            try:
+                await call_amocrm(
+                    AmoActivities.update_lead,
+                    LeadChange(lead.id, tags_to_add=missing, custom_fields=empty),
+                    summary="add form tags and empty fields",
+                )
+                return
+            except ActivityError as err:
+                if not self._drop_rejected(err):
+                    raise
 
     async def _main_pipeline_id(self) -> int:
         if self._state.main_pipeline_id is None:
