@@ -28,7 +28,7 @@ from sandbox.seed import (
 from tests.conftest import EXPRESS_PIPELINE, SANDBOX_TOKEN
 from tests.support import Stack, eventually
 from tests.test_pipeline import notes_of, wait_processed
-from tests.test_webhooks import forwards_for, move_lead, subscribe_hook
+from tests.test_webhooks import forwards_for, move_lead, subscribe_hook, wait_handled
 
 MANAGERS = [5001, 5002, 5003]
 FIELDS_FORMS = f"""
@@ -472,6 +472,7 @@ async def test_a_forwarded_sale_carries_the_leads_fields_by_name(
         return bool(forwards_for(stack, lead["id"]))
 
     await eventually(forwarded)
+    await wait_handled(stack, lead["id"], seen=1)  # its note and task too, before the reset
     [sale] = forwards_for(stack, lead["id"])
     assert sale["custom_fields"]["utm_source"] == "fb"
     assert sale["custom_fields"]["Способ оплаты"] == "card"
