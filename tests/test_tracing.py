@@ -11,10 +11,12 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from temporalio.testing import WorkflowEnvironment
@@ -260,3 +262,46 @@ def test_tracing_is_off_without_an_endpoint_and_refuses_unknown_protocols():
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
             },
         )
+
+
+def test_the_api_and_worker_processes_trace_from_their_environment(
+    otlp: tuple[OtlpReceiver, dict[str, str]],
+):
+    """`python -m api` and `python worker.py` as `make run` and compose start them, with
+    only the OTEL_* variables set: their spans make one trace per lead."""
+    from bench import load
+    from bench.stack import BENCH_FORM, BenchStack, StackConfig
+
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp[1]["grpc"],
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }
+    collected = otlp[0]
+    with BenchStack(StackConfig(extra_env=otel)) as stack:
+        national = load.new_national_numbers(1)[0]
+        answer = httpx.post(
+            f"{stack.api_url}/api/landing/{BENCH_FORM}",
+            json=load.landing_body(national),
+            timeout=30,
+        )
+        assert answer.status_code == 202, answer.text
+        workflow_id = answer.json()["workflow_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            requests = [
+                span
+                for span in collected.named(LANDING_SPAN)
+                if span.attributes.get("leadrelay.workflow_id") == workflow_id
+            ]
+            names = (
+                {(s.service, s.name) for s in collected.trace(requests[0].trace_id)}
+                if requests
+                else set()
+            )
+            if ("leadrelay-worker", "amocrm GET /api/v4/contacts") in names:
+                break
+            time.sleep(0.3)
+    assert ("leadrelay-api", "SignalWithStartWorkflow:LeadWorkflow") in names
+    assert ("leadrelay-worker", "RunWorkflow:LeadWorkflow") in names
+    assert ("leadrelay-worker", "amocrm GET /api/v4/contacts") in names
