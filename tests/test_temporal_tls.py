@@ -7,7 +7,9 @@ processes do, in a namespace of its own, so a lead that reaches amoCRM went thro
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from leadrelay.contact import lead_workflow_id
 from leadrelay.settings import Settings
 from leadrelay.temporal import connect
 from leadrelay.temporal_tls import TemporalTLSError, tls_config
+from tests.conftest import TEMPORAL_BIN
 from tests.isolated import deployment, register_namespace
 from tests.tls_proxy import TLSProxy
 
@@ -157,3 +160,35 @@ def test_pem_text_may_carry_its_line_breaks_as_backslash_n(ca: trustme.CA):
     config = tls_config(Settings(_env_file=None, temporal_tls_ca=one_line))
     assert config is not False and config is not True
     assert config.server_root_ca_cert == pem.encode()
+
+
+async def test_the_temporal_cli_reaches_the_secured_cluster_as_the_readme_says(
+    temporal_env, ca, namespace, tmp_path: Path
+):
+    """The operator's commands (README, Temporal Cloud) work through the same TLS front."""
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    upstream = temporal_env.client.service_client.config.target_host
+    async with TLSProxy(upstream, ca) as proxy:
+        process = await asyncio.create_subprocess_exec(
+            str(TEMPORAL_BIN),
+            "workflow",
+            "list",
+            "--address",
+            proxy.address,
+            "--namespace",
+            namespace,
+            "--tls-ca-path",
+            str(ca_path),
+            "--tls-server-name",
+            "localhost",
+            "--api-key",
+            API_KEY,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "")},
+        )
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    calls = [r for r in proxy.requests if r[":path"].endswith("/ListWorkflowExecutions")]
+    assert calls and all(r.get("authorization") == f"Bearer {API_KEY}" for r in calls)
