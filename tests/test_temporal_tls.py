@@ -57,6 +57,8 @@ def secured(
                 "temporal_tls_ca": ca.cert_pem.bytes().decode(),
                 "temporal_tls_server_name": "localhost",
                 "leadrelay_outbox_path": tmp_path / "outbox.sqlite3",
+                # The form must reach Temporal in its request, however busy the machine.
+                "leadrelay_ack_deadline_ms": 10_000,
                 **tls,
             }
         )
