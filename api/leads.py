@@ -36,6 +36,8 @@ class LeadView(BaseModel):
     submissions_processed: int
     submissions_pending: int
     duplicates_dropped: int
+    submissions_cut: int
+    dead_lettered: int
     last_error: LeadError | None
 
     @classmethod
@@ -50,6 +52,8 @@ class LeadView(BaseModel):
             submissions_processed=state.submissions_processed,
             submissions_pending=len(state.pending),
             duplicates_dropped=state.duplicates_dropped,
+            submissions_cut=state.submissions_cut,
+            dead_lettered=state.dead_lettered,
             last_error=state.last_error,
         )
 

@@ -5,7 +5,8 @@ Every scenario submits new people, breaks something, mends it, and then reads th
 submission exactly one note naming its id. Nothing lost, nothing doubled.
 
 Scenarios (choose with --scenarios): worker-kill, temporal-restart, amocrm-down,
-429-storm, 403-block, lost-answers, two-workers.
+429-storm, 403-block, lost-answers, two-workers; and the family `abuse` (bench/abuse.py):
+bad-bodies, outbox-poison, person-flood, phone-flood, phone-flood-ip-limit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench import load
+from bench import abuse, load
 from bench.stack import BenchStack, SandboxClient, StackConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -340,7 +341,7 @@ def table(rows: list[Row]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.drill", description=__doc__)
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join([*SCENARIOS, "abuse"]))
     parser.add_argument("--rps", type=float, default=5.0, help="AMOCRM_RPS")
     parser.add_argument("--leads", type=int, default=100, help="worker-kill, two-workers")
     parser.add_argument("--small-leads", type=int, default=40, help="amoCRM-side scenarios")
@@ -354,24 +355,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--block-seconds", type=float, default=60.0)
     parser.add_argument("--block-backoff", type=float, default=30.0, help="worker pause on 403")
     parser.add_argument("--lost-rate", type=float, default=0.2)
+    parser.add_argument(
+        "--abuse-within", type=float, default=240.0, help="abuse: hang guard per ledger wait"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    names = [
+        name
+        for given in args.scenarios.split(",")
+        for name in (abuse.ABUSE_SCENARIOS if given == "abuse" else (given,))
+    ]
+    unknown = set(names) - set(SCENARIOS) - set(abuse.ABUSE_SCENARIOS)
     if unknown:
-        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {', '.join(SCENARIOS)}")
+        choices = ", ".join([*SCENARIOS, "abuse", *abuse.ABUSE_SCENARIOS])
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {choices}")
+    args.scenarios = ",".join(names)
     return args
 
 
-async def run_scenarios(stack: BenchStack, args: argparse.Namespace) -> list[Row]:
-    rows = []
+async def run_scenarios(
+    stack: BenchStack, args: argparse.Namespace
+) -> tuple[list[Row], list[abuse.AbuseRow]]:
+    rows: list[Row] = []
+    abuse_rows: list[abuse.AbuseRow] = []
     async with stack.api_client() as api, stack.sandbox_client() as sandbox:
         drill = Drill(stack, api, sandbox, args)
+        attack = abuse.Abuse(stack, api, sandbox, args.abuse_within)
         for name in args.scenarios.split(","):
             print(f"--- {name}", flush=True)
+            if name in abuse.RUNNERS:
+                abuse_row = await abuse.RUNNERS[name](attack)
+                print(abuse.table([abuse_row]).splitlines()[2], flush=True)
+                abuse_rows.append(abuse_row)
+                continue
             row = await RUNNERS[name](drill)
             print(table([row]).splitlines()[2], flush=True)
             rows.append(row)
-    return rows
+    return rows, abuse_rows
 
 
 def stack_config(args: argparse.Namespace) -> StackConfig:
@@ -381,14 +401,19 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     with BenchStack(stack_config(args)) as stack:
-        rows = asyncio.run(run_scenarios(stack, args))
+        rows, abuse_rows = asyncio.run(run_scenarios(stack, args))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    text = f"# leadrelay drill {stamp}\n\nAMOCRM_RPS = {args.rps:g}\n\n{table(rows)}\n"
+    text = f"# leadrelay drill {stamp}\n\nAMOCRM_RPS = {args.rps:g}\n\n"
+    if rows:
+        text += f"{table(rows)}\n"
+    if abuse_rows:
+        text += f"\n{abuse.table(abuse_rows)}\n"
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"drill-{stamp}"
     base.with_suffix(".md").write_text(text, encoding="utf-8")
     payload: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     payload["rows"] = [asdict(r) | {"exactly_once": r.exactly_once} for r in rows]
+    payload["abuse_rows"] = [asdict(r) for r in abuse_rows]
     base.with_suffix(".json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     print(text)
     print(f"wrote {base}.md and .json")

@@ -314,6 +314,17 @@ class BenchStack:
             self.procs[name] = self._worker_proc(name)
             self.start_worker(name)
 
+    def restart_api(self, extra_env: dict[str, str] | None = None) -> None:
+        """Stop the API and start it again, with `extra_env` on top of the stack's settings."""
+        self.procs["api"].stop()
+        env = self._env() | (extra_env or {})
+        self.procs["api"] = Proc("api", [sys.executable, "-m", "api"], env, self._log("api"))
+        self.start_api()
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.dir / "outbox.sqlite3"
+
     def restart(self, name: str) -> None:
         self.procs[name].stop()
         {"temporal": self.start_temporal, "sandbox": self.start_sandbox, "api": self.start_api}.get(

@@ -52,7 +52,7 @@ async def test_lost_answers_never_make_a_second_lead(bench_stack: BenchStack) ->
     args = drill.parse_args(
         ["--scenarios", "lost-answers", "--small-leads", str(LOST_ANSWER_PEOPLE)]
     )
-    [row] = await drill.run_scenarios(bench_stack, args)
+    [row], _ = await drill.run_scenarios(bench_stack, args)
 
     assert row.leads_expected == LOST_ANSWER_PEOPLE, row
     assert row.leads_found == LOST_ANSWER_PEOPLE, row
@@ -61,3 +61,14 @@ async def test_lost_answers_never_make_a_second_lead(bench_stack: BenchStack) ->
     assert row.by_status.get("504", 0) >= 1, row.by_status  # the fault really happened
     assert row.by_status.get("429", 0) == 0, row.by_status
     assert row.peak_1s <= AMOCRM_RPS, row.peak_1s
+
+
+async def test_abuse_drill_bad_bodies_and_poison_lose_nothing(bench_stack: BenchStack) -> None:
+    args = drill.parse_args(["--scenarios", "bad-bodies,outbox-poison", "--abuse-within", "120"])
+    _, rows = await drill.run_scenarios(bench_stack, args)
+
+    bodies, poison = rows
+    assert bodies.answered_5xx == 0 and bodies.transport_errors == 0, bodies
+    assert bodies.lost == 0 and bodies.reached_amocrm == bodies.accepted_submissions == 1, bodies
+    assert poison.dead_lettered == 120 and poison.reached_amocrm == 5 and poison.lost == 0, poison
+    assert bodies.next_lead_s is not None and poison.next_lead_s is not None
