@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench drill worker api sandbox clean
+.PHONY: run test lint bench drill dashboard worker api sandbox clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(STAMP)
 drill: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench.drill $(DRILL_ARGS)
+
+# A bench burst scraped and drawn as the Grafana dashboard into docs/dashboard.png (README, Dashboards).
+dashboard: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.dashboard_burst $(DASHBOARD_ARGS)
 
 worker: $(STAMP)
 	$(BIN)/python worker.py
