@@ -514,8 +514,12 @@ def test_prometheus_scrapes_the_api_and_every_worker(services):
     prometheus = services["prometheus"]
     config = yaml.safe_load(host_path(prometheus, "/etc/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    api_port = environment(services["api"])["API_PORT"]
-    assert jobs["leadrelay-api"]["static_configs"] == [{"targets": [f"api:{api_port}"]}]
+    # The API's metrics port is its own, and not published: the public port lacks /metrics.
+    api = services["api"]
+    host, _, port = environment(api)["LEADRELAY_API_METRICS_ADDRESS"].rpartition(":")
+    assert host == "0.0.0.0" and port != environment(api)["API_PORT"]
+    assert int(port) not in [container for _, container in port_pairs(api)]
+    assert jobs["leadrelay-api"]["static_configs"] == [{"targets": [f"api:{port}"]}]
     # Every replica of the worker service, on the port its metrics address names.
     worker_address = environment(services["worker"])["LEADRELAY_WORKER_METRICS_ADDRESS"]
     host, _, port = worker_address.rpartition(":")
