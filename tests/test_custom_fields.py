@@ -15,6 +15,7 @@ from leadrelay.custom_fields import (
     FieldValue,
     ValueRefused,
     convert,
+    named_values,
     value_at,
 )
 from leadrelay.lead_fields import FieldMapping, LeadFields, fill_fields
@@ -243,3 +244,19 @@ def test_the_catalogue_cache_answers_for_its_ttl_and_for_the_ids_it_covers() -> 
     assert not cache.knows("leads", [600100])
     cache.install(FieldCatalogue("leads", [PAYMENT], covers=None))
     assert cache.knows("leads", [600300])
+
+
+def test_a_leads_fields_are_named_for_a_forward() -> None:
+    raw = [
+        {"field_id": 434731, "field_name": "utm_source", "values": [{"value": "fb"}]},
+        {"field_id": 600700, "field_name": "Интересы", "values": [{"value": "a"}, {"value": "b"}]},
+        {"field_id": 600701, "field_name": "Интересы", "values": [{"value": "c"}]},
+        "not a field",
+    ]
+
+    assert named_values(raw) == {
+        "utm_source": "fb",
+        "Интересы": ["a", "b"],
+        "Интересы (600701)": "c",
+    }
+    assert named_values(None) == {}
