@@ -128,6 +128,8 @@ class LeadState:
     # The newest dead letters (at most `limits.DEAD_LETTERS_KEPT`); all are counted.
     dead_letters: list[DeadLetter] = field(default_factory=list)
     dead_lettered: int = 0
+    # The pending submission waiting for an operator's retry or skip, across continue-as-new.
+    parked_submission_id: str | None = None
     # The newest submissions set aside by `skip` (at most `limits.SKIPPED_KEPT`); all counted.
     skipped: list[SkippedSubmission] = field(default_factory=list)
     submissions_skipped: int = 0

@@ -8,6 +8,7 @@ its workflow task then failed forever and 39 of the 40 never reached amoCRM.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,10 +16,12 @@ from typing import Any
 import httpx
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.intake import build_submission
 from leadrelay.limits import LEAD_PENDING_BYTES
 from leadrelay.models import LeadState, Submission
 from leadrelay.payloads import DATA_CONVERTER
 from tests.support import Stack, eventually
+from tests.test_pipeline import wait_processed
 from workflows.lead import LeadWorkflow
 
 FORMS = 40
@@ -101,3 +104,84 @@ def test_a_cut_submission_still_names_the_person_and_says_what_was_cut() -> None
     assert f"{CUT_NOTICE_FIELD}:" in note and "истории Temporal" in note
     assert f"id {whole.submission_id[:16]}" in note
     assert len(note.encode()) < 4000
+
+
+FLOOD_SIGNALS = 8
+FLOOD_TEXT = "x" * 600_000  # 8 of these pass Temporal's 4 MB continue-as-new suggestion
+
+
+async def _flood_with_repeats(stack: Stack, workflow_id: str, repeat: Submission) -> None:
+    """Repeats are dropped, but each is still an event in the history."""
+    handle = stack.temporal.get_workflow_handle(workflow_id)
+    big = dataclasses.replace(repeat, extras={"flood": FLOOD_TEXT})
+    for _ in range(FLOOD_SIGNALS):
+        await handle.signal(LeadWorkflow.submit, big)
+
+
+async def _state(stack: Stack, workflow_id: str) -> LeadState:
+    handle = stack.temporal.get_workflow_handle(workflow_id, result_type=LeadState)
+    return await handle.query(LeadWorkflow.state)
+
+
+async def test_a_flood_of_repeats_to_an_idle_person_continues_as_new(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    phone = new_phone()
+    answer = await stack.api.post("/api/landing/proftest", json={"phone": phone})
+    workflow_id = answer.json()["workflow_id"]
+    await wait_processed(stack, phone, 1)
+    processed = (await _state(stack, workflow_id)).processed_ids[-1]
+    repeat = build_submission("proftest", {"phone": phone}, region="KZ", received_at="t")
+    assert repeat.submission_id == processed
+
+    await _flood_with_repeats(stack, workflow_id, repeat)
+
+    async def continued_as_new() -> bool:
+        return (await _state(stack, workflow_id)).runs > 1
+
+    await eventually(continued_as_new)
+    state = await _state(stack, workflow_id)
+    assert state.duplicates_dropped == FLOOD_SIGNALS and state.submissions_processed == 1
+
+
+async def test_a_parked_person_flooded_with_repeats_continues_as_new_still_parked(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    phone = new_phone()
+    await stack.set_faults(
+        fail_next=[{"method": "POST", "path_prefix": "/api/v4/leads/complex", "status": 400}]
+    )
+    answer = await stack.api.post("/api/landing/proftest", json={"phone": phone})
+    workflow_id, submission_id = answer.json()["workflow_id"], answer.json()["submission_id"]
+
+    async def parked() -> bool:
+        try:
+            return (await _state(stack, workflow_id)).parked_submission_id == submission_id
+        except RPCError:
+            return False
+
+    await eventually(parked)
+    creates = await _creates(stack)
+    pending = (await _state(stack, workflow_id)).pending[0]
+
+    await _flood_with_repeats(stack, workflow_id, pending)
+
+    async def continued_as_new() -> bool:
+        return (await _state(stack, workflow_id)).runs > 1
+
+    await eventually(continued_as_new)
+    state = await _state(stack, workflow_id)
+    assert state.parked_submission_id == submission_id and state.step == "failed"
+    assert [s.submission_id for s in state.pending] == [submission_id]
+    assert await _creates(stack) == creates, "the new run waits for the operator first"
+
+    await stack.temporal.get_workflow_handle(workflow_id).signal(LeadWorkflow.retry)
+    view = await wait_processed(stack, phone, 1)
+    assert view["amocrm_lead_id"] is not None
+
+
+async def _creates(stack: Stack) -> int:
+    requests = await stack.sandbox_requests()
+    return sum(r["path"] == "/api/v4/leads/complex" for r in requests)

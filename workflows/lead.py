@@ -117,17 +117,25 @@ class LeadWorkflow:
         processed_this_run = 0
         while True:
             submission = await self._inbox.next(
-                self._quiet_window, wake_also=lambda: bool(self._state.operator_requests)
+                self._quiet_window,
+                wake_also=lambda: bool(self._state.operator_requests) or _history_is_full(),
             )
             if self._state.operator_requests:
                 await self._serve(self._state.operator_requests.pop(0))
                 continue
             if submission is None:
+                if _history_is_full():  # repeats alone can fill it: they are events too
+                    await self._continue_as_new(start)
                 break
             handled = await self._parking.handle(
                 functools.partial(self._process, submission),
                 functools.partial(self._park, submission),
+                parked=self._state.parked_submission_id == submission.submission_id,
+                give_way=_history_is_full,
             )
+            if handled is Handled.INTERRUPTED:
+                await self._continue_as_new(start)  # the parked submission travels along
+            self._state.parked_submission_id = None
             self._inbox.done(submission)
             if handled is Handled.SKIPPED:
                 self._set_aside(submission)
@@ -139,6 +147,11 @@ class LeadWorkflow:
             await continue_as_new_if_due(processed_this_run, start.submissions_per_run, next_run)
         self._enter(Step.DONE)
         return self._state
+
+    async def _continue_as_new(self, start: LeadStart) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
+        workflow.continue_as_new(dataclasses.replace(start, carried=carried))
 
     @workflow.signal
     def submit(self, submission: Submission) -> None:
@@ -233,6 +246,7 @@ class LeadWorkflow:
 
     def _park(self, submission: Submission, err: ActivityError) -> None:
         """A failure retrying cannot fix: the submission waits for `retry` or `skip`."""
+        self._state.parked_submission_id = submission.submission_id
         self._state.last_error = lead_error(err, submission_id=submission.submission_id)
         self._enter(Step.FAILED)
         workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
@@ -591,6 +605,11 @@ class LeadWorkflow:
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))
+
+
+def _history_is_full() -> bool:
+    """Temporal suggests continuing as new well before the history's hard limits."""
+    return workflow.info().is_continue_as_new_suggested()
 
 
 def _submission_id(submission: Submission) -> str:

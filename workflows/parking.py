@@ -22,6 +22,12 @@ class Decision(StrEnum):
 class Handled(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"
+    # Parked, and the workflow must continue as new before a decision came (see `handle`).
+    INTERRUPTED = "interrupted"
+
+
+def _never() -> bool:
+    return False
 
 
 class Parking:
@@ -33,20 +39,35 @@ class Parking:
         self._decision = decision
 
     async def handle(
-        self, attempt: Callable[[], Awaitable[None]], park: Callable[[ActivityError], None]
+        self,
+        attempt: Callable[[], Awaitable[None]],
+        park: Callable[[ActivityError], None],
+        *,
+        parked: bool = False,
+        give_way: Callable[[], bool] = _never,
     ) -> Handled:
         """Runs `attempt` until it succeeds or the operator skips the item. A failure calls
-        `park` (record it, say why) and waits for the operator's decision."""
+        `park` (record it, say why) and waits for the operator's decision.
+
+        `parked`: the item was parked by an earlier run, so the decision comes first.
+        `give_way`: while parked, stop waiting when it turns true (the history is full and
+        the workflow must continue as new, carrying the parked item) and say INTERRUPTED.
+        """
+        waiting = parked
         while True:
-            try:
-                await attempt()
-                return Handled.DONE
-            except ActivityError as err:
-                park(err)
-                self._decision = None
-                await workflow.wait_condition(self._decided)
-                if self._decided_to_skip():
-                    return Handled.SKIPPED
+            if not waiting:
+                try:
+                    await attempt()
+                    return Handled.DONE
+                except ActivityError as err:
+                    park(err)
+                    self._decision = None
+            waiting = False
+            await workflow.wait_condition(lambda: self._decided() or give_way())
+            if not self._decided():
+                return Handled.INTERRUPTED
+            if self._decided_to_skip():
+                return Handled.SKIPPED
 
     def _decided(self) -> bool:
         return self._decision is not None
