@@ -106,8 +106,8 @@ def test_a_cut_submission_still_names_the_person_and_says_what_was_cut() -> None
     assert len(note.encode()) < 4000
 
 
-FLOOD_SIGNALS = 8
-FLOOD_TEXT = "x" * 600_000  # 8 of these pass Temporal's 4 MB continue-as-new suggestion
+FLOOD_SIGNALS = 14
+FLOOD_TEXT = "x" * 600_000  # 14 of these pass Temporal's 4 MB continue-as-new suggestion
 
 
 async def _flood_with_repeats(stack: Stack, workflow_id: str, repeat: Submission) -> None:
