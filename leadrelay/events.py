@@ -106,6 +106,8 @@ class EntityState:
     # (the newest `limits.DEAD_LETTERS_KEPT`); all are counted.
     dead_letters: list[ForwardDeadLetter] = field(default_factory=list)
     forwards_dead_lettered: int = 0
+    # The pending event waiting for an operator's retry or skip, across continue-as-new.
+    parked_event_key: str | None = None
 
 
 @dataclass

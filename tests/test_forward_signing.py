@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.service import RPCError
 
 from leadrelay.forms import FormsConfig
 from leadrelay.signing import signature_header, verify_signature
@@ -188,3 +190,45 @@ async def test_a_forward_retried_past_its_age_becomes_a_visible_dead_letter(
     assert len(forwards_for(stack, lead_id)) >= 2, "a 503 was retried before giving up"
     notes = [n for n in notes_of(await stack.sandbox_state(), lead_id) if "Отказ" in n]
     assert len(notes) == 1, "the rule's other actions still ran"
+
+
+async def test_a_parked_event_flooded_with_redeliveries_continues_as_new_still_parked(
+    clean_sandbox: Stack, new_phone: Callable[[], str], refusing_receiver: Callable[[int], None]
+) -> None:
+    stack = clean_sandbox
+    await subscribe_hook(stack)
+    refusing_receiver(422)
+    lead_id = await new_express_lead(stack, new_phone())
+    await move_lead(stack, lead_id, 142)
+
+    async def parked() -> bool:
+        try:
+            return (await entity_state(stack, lead_id)).parked_event_key is not None
+        except Exception:
+            return False
+
+    await eventually(parked)
+    [event] = (await entity_state(stack, lead_id)).pending
+    handle = stack.temporal.get_workflow_handle(f"amocrm-lead-{lead_id}")
+    redelivery = dataclasses.replace(event, item={"flood": "x" * 600_000})
+    for _ in range(14):  # repeats are dropped, but each is an event in the history
+        await handle.signal(AmoEntityWorkflow.event, redelivery)
+
+    async def continued_as_new() -> bool:
+        try:
+            return (await entity_state(stack, lead_id)).runs > 1
+        except RPCError:  # a query may meet a workflow task being retried
+            return False
+
+    await eventually(continued_as_new)
+    state = await entity_state(stack, lead_id)
+    assert state.parked_event_key == event.dedup_key and state.duplicates_dropped == 14
+    assert len(forwards_for(stack, lead_id)) == 1, "the new run waits for the operator first"
+
+    refusing_receiver(200)
+    await handle.signal(AmoEntityWorkflow.retry)
+
+    async def delivered() -> bool:
+        return len(forwards_for(stack, lead_id)) == 2
+
+    await eventually(delivered)

@@ -49,7 +49,13 @@ with workflow.unsafe.imports_passed_through():
         call_amocrm,
         failure_type,
     )
-    from workflows.inbox import Inbox, Offered, continue_as_new_if_due
+    from workflows.inbox import (
+        Inbox,
+        Offered,
+        continue_as_new_if_due,
+        continue_as_new_now,
+        history_is_full,
+    )
     from workflows.parking import Decision, Handled, Parking
 
 # The downstream must hear about a sale however long it is down.
@@ -101,10 +107,21 @@ class AmoEntityWorkflow:
     @workflow.run
     async def run(self, start: EntityStart) -> EntityState:
         handled_this_run = 0
-        while event := await self._inbox.next(self._memory):
+        while True:
+            event = await self._inbox.next(self._memory, wake_also=history_is_full)
+            if event is None:
+                if history_is_full():  # repeated deliveries alone can fill it
+                    await self._continue_as_new(start)
+                break
             handled = await self._parking.handle(
-                functools.partial(self._handle, event), functools.partial(self._park, event)
+                functools.partial(self._handle, event),
+                functools.partial(self._park, event),
+                parked=self._state.parked_event_key == event.dedup_key,
+                give_way=history_is_full,
             )
+            if handled is Handled.INTERRUPTED:
+                await self._continue_as_new(start)  # the parked event travels along
+            self._state.parked_event_key = None
             self._inbox.done(event)
             if handled is Handled.SKIPPED:
                 self._set_aside(event)
@@ -116,6 +133,10 @@ class AmoEntityWorkflow:
                 handled_this_run, EVENTS_PER_RUN, dataclasses.replace(start, carried=carried)
             )
         return self._state
+
+    async def _continue_as_new(self, start: EntityStart) -> None:
+        carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
+        await continue_as_new_now(dataclasses.replace(start, carried=carried))
 
     @workflow.signal
     def event(self, event: EntityEvent) -> None:
@@ -145,6 +166,7 @@ class AmoEntityWorkflow:
 
     def _park(self, event: EntityEvent, err: ActivityError) -> None:
         """A failure retrying cannot fix: the event waits for `retry` or `skip`."""
+        self._state.parked_event_key = event.dedup_key
         outcome = f"{Outcome.FAILED} ({failure_type(err)}): {err.cause or err}"
         self._record(event, WHOLE_EVENT, WHOLE_EVENT, outcome)
         workflow.logger.error("%s needs an operator: %s", workflow.info().workflow_id, err)

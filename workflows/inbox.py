@@ -28,9 +28,19 @@ class Offered(StrEnum):
 
 async def continue_as_new_if_due(handled_this_run: int, limit: int, next_input: Any) -> None:
     """Start afresh before the history grows large; the state travels in `next_input`."""
-    if handled_this_run >= limit or workflow.info().is_continue_as_new_suggested():
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(next_input)
+    if handled_this_run >= limit or history_is_full():
+        await continue_as_new_now(next_input)
+
+
+async def continue_as_new_now(next_input: Any) -> None:
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    workflow.continue_as_new(next_input)
+
+
+def history_is_full() -> bool:
+    """Temporal suggests continuing as new well before the history's hard limits. Every
+    signal is an event, repeats included, so waiting workflows must check too."""
+    return workflow.info().is_continue_as_new_suggested()
 
 
 def payload_size(value: Any) -> int:

@@ -69,7 +69,14 @@ with workflow.unsafe.imports_passed_through():
         rejection_of,
         write_once,
     )
-    from workflows.inbox import Inbox, Offered, continue_as_new_if_due, payload_size
+    from workflows.inbox import (
+        Inbox,
+        Offered,
+        continue_as_new_if_due,
+        continue_as_new_now,
+        history_is_full,
+        payload_size,
+    )
     from workflows.parking import Decision, Handled, Parking
 
 # Created leads are counted by the create activity (leadrelay_leads_created).
@@ -118,20 +125,20 @@ class LeadWorkflow:
         while True:
             submission = await self._inbox.next(
                 self._quiet_window,
-                wake_also=lambda: bool(self._state.operator_requests) or _history_is_full(),
+                wake_also=lambda: bool(self._state.operator_requests) or history_is_full(),
             )
             if self._state.operator_requests:
                 await self._serve(self._state.operator_requests.pop(0))
                 continue
             if submission is None:
-                if _history_is_full():  # repeats alone can fill it: they are events too
+                if history_is_full():  # repeats alone can fill it: they are events too
                     await self._continue_as_new(start)
                 break
             handled = await self._parking.handle(
                 functools.partial(self._process, submission),
                 functools.partial(self._park, submission),
                 parked=self._state.parked_submission_id == submission.submission_id,
-                give_way=_history_is_full,
+                give_way=history_is_full,
             )
             if handled is Handled.INTERRUPTED:
                 await self._continue_as_new(start)  # the parked submission travels along
@@ -149,9 +156,8 @@ class LeadWorkflow:
         return self._state
 
     async def _continue_as_new(self, start: LeadStart) -> None:
-        await workflow.wait_condition(workflow.all_handlers_finished)
         carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-        workflow.continue_as_new(dataclasses.replace(start, carried=carried))
+        await continue_as_new_now(dataclasses.replace(start, carried=carried))
 
     @workflow.signal
     def submit(self, submission: Submission) -> None:
@@ -605,11 +611,6 @@ class LeadWorkflow:
         if state.last_error:
             lines.append(f"**last error** {state.last_error.kind}: {state.last_error.message}")
         workflow.set_current_details("\n\n".join(lines))
-
-
-def _history_is_full() -> bool:
-    """Temporal suggests continuing as new well before the history's hard limits."""
-    return workflow.info().is_continue_as_new_suggested()
 
 
 def _submission_id(submission: Submission) -> str:
