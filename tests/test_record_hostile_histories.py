@@ -7,6 +7,7 @@ writes only the histories that are not in `tests/histories/` yet.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from tests.test_person_bounds import _flood_with_repeats, _state
 from tests.test_pipeline import wait_processed
 from tests.test_replay import HISTORIES, RECORDING
 from tests.test_webhooks import HOOK, entity_state, move_lead, new_express_lead, subscribe_hook
+from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
 
 
@@ -122,9 +124,43 @@ async def test_record_hostile_traffic_histories(
     await wait_processed(stack, parked, 1)
     recorded["lead-parked-continued-as-new"] = workflow_id  # the run after continue-as-new
 
+    refusing_receiver(422)
+    sold = await new_express_lead(stack, new_phone())
+    await move_lead(stack, sold, 142)
+
+    async def event_parked() -> bool:
+        try:
+            return (await entity_state(stack, sold)).parked_event_key is not None
+        except Exception:
+            return False
+
+    await eventually(event_parked)
+    [event] = (await entity_state(stack, sold)).pending
+    entity = stack.temporal.get_workflow_handle(entity_workflow_id("leads", sold))
+    redelivery = dataclasses.replace(event, item={"flood": "x" * 600_000})
+    for _ in range(14):
+        await entity.signal(AmoEntityWorkflow.event, redelivery)
+
+    async def entity_continued_as_new() -> bool:
+        try:
+            return (await entity_state(stack, sold)).runs > 1
+        except Exception:
+            return False
+
+    await eventually(entity_continued_as_new)
+    refusing_receiver(200)
+    await entity.signal(AmoEntityWorkflow.retry)
+    await eventually(lambda: _no_parked_event(stack, sold))
+    recorded["entity-parked-continued-as-new"] = entity_workflow_id("leads", sold)
+
     for name, recorded_id in recorded.items():
         path = HISTORIES / f"{name}.json"
         if path.exists():
             continue
         history = await stack.temporal.get_workflow_handle(recorded_id).fetch_history()
         path.write_text(history.to_json(), encoding="utf-8")
+
+
+async def _no_parked_event(stack: Stack, lead_id: int) -> bool:
+    state = await entity_state(stack, lead_id)
+    return state.parked_event_key is None and not state.pending
