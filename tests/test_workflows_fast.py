@@ -50,8 +50,9 @@ from activities.amocrm import (
     LeadsRead,
     LeadTags,
 )
+from activities.fields import FieldActivities, FieldCatalogueCache
 from activities.routing import RoutingActivities
-from amocrm.models import Contact, CreatedLead, Lead, NewLead
+from amocrm.models import Contact, CreatedLead, Lead, LeadChange, NewLead
 from leadrelay import search_attributes
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityState, ForwardRequest
@@ -117,7 +118,9 @@ class AmoDouble:
         self.creates.append(new)
         if new.request_id in self.refuse_creates_of:
             raise REJECTED
-        lead = Lead(next(self._ids), new.name, new.status_id or STATUS, new.pipeline_id or 0)
+        lead = Lead(
+            next(self._ids), new.name, new.status_id or STATUS, new.pipeline_id or 0, new.tags
+        )
         self.leads[lead.id] = lead
         contact_id = new.contact_id
         if contact_id is None:
@@ -134,6 +137,10 @@ class AmoDouble:
     @activity.defn(name="amocrm.add_lead_tags")
     async def add_lead_tags(self, request: LeadTags) -> None:
         self.leads[request.lead_id].tags.extend(request.tags)
+
+    @activity.defn(name="amocrm.update_lead")
+    async def update_lead(self, change: LeadChange) -> None:
+        self.leads[change.lead_id].tags.extend(change.tags_to_add)
 
     @activity.defn(name="amocrm.read_current_lead")
     async def read_current_lead(self, lead_id: int) -> CurrentLead | None:
@@ -161,6 +168,7 @@ class AmoDouble:
             self.create_lead,
             self.add_lead_note,
             self.add_lead_tags,
+            self.update_lead,
             self.read_current_lead,
             self.read_status_events,
         ]
@@ -197,6 +205,7 @@ def forms(tmp_path: Path) -> FormsFile:
 @asynccontextmanager
 async def workers(client: Client, amo: AmoDouble, forms: FormsFile) -> AsyncIterator[None]:
     routing = RoutingActivities(forms)
+    fields = FieldActivities(forms, FieldCatalogueCache(ttl_seconds=3600))
     with ThreadPoolExecutor(max_workers=2) as executor:
         async with (
             Worker(
@@ -204,7 +213,7 @@ async def workers(client: Client, amo: AmoDouble, forms: FormsFile) -> AsyncIter
                 task_queue=WORKFLOW_TASK_QUEUE,
                 workflows=WORKFLOWS,
                 workflow_runner=workflow_runner(),
-                activities=[routing.route_submission, routing.plan_actions],
+                activities=[routing.route_submission, routing.plan_actions, fields.prepare_fields],
                 activity_executor=executor,
             ),
             Worker(client, task_queue=AMOCRM_TASK_QUEUE, activities=amo.amocrm_activities()),
@@ -341,8 +350,9 @@ async def test_a_parked_submission_is_retried_then_skipped_and_the_next_goes_on(
         await handle.signal(LeadWorkflow.retry)
         await lead_when(env, handle.id, lambda s: s.step == Step.FAILED and len(amo.creates) == 2)
         await handle.signal(LeadWorkflow.skip)
-        final = await handle.result()
+        await lead_when(env, handle.id, lambda s: s.submissions_processed == 1)
         details = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        final = await handle.result()
 
     assert final.submissions_skipped == 1 and final.submissions_processed == 1
     [skipped] = final.skipped
