@@ -15,7 +15,8 @@ from leadrelay.settings import Settings
 
 
 def oauth_app(settings: Settings) -> OAuthApp | None:
-    """The OAuth integration in use: with a long-lived token set, that token wins, as before."""
+    """The OAuth integration in use; None when a long-lived token is set (it wins) or no
+    OAuth client is configured."""
     if settings.amocrm_access_token or not (
         settings.amocrm_client_id and settings.amocrm_client_secret
     ):

@@ -2,16 +2,16 @@
 
 The Temporal server's queue limit is a token bucket: after an idle spell it releases
 about ceil(rps) tasks at once and then refills at rps, so a one-second window at the
-start of a burst can hold nearly twice the budget (measured here: 11 requests in one
-second at a limit of 5). amoCRM counts requests per second, so this pacer spreads
-what the server dispatched to at most `rate` per second.
+start of a burst can hold nearly twice the budget (the released burst plus a second's
+refill). amoCRM counts requests per second, so this pacer spreads what the server
+dispatched to at most `rate` per second.
 
 Spacing alone is not a guarantee: amoCRM counts arrivals, and a request can arrive late
 after its turn (a new connection, a busy event loop) and land in the same second as the
-ones after it. CI caught exactly that: six arrivals within one second at a rate of 5.
-So each process also holds `floor(rate)` slots, and a slot taken by a request comes free
-one second after that request's answer. Any `floor(rate) + 1` requests then include two
-whose arrivals lie a full second apart, whatever the network did.
+ones after it (rate + 1 arrivals within one second). So each process also holds
+`floor(rate)` slots, and a slot taken by a request comes free one second after that
+request's answer. Any `floor(rate) + 1` requests then include two whose arrivals lie a
+full second apart, whatever the network did.
 """
 
 from __future__ import annotations

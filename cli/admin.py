@@ -98,6 +98,5 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     # Skip interpreter finalisation: tearing down the Temporal SDK's native runtime while
-    # its threads still run has crashed this short-lived process (SIGSEGV) after its work
-    # was done.
+    # its threads still run can crash the process (SIGSEGV) after its work is done.
     os._exit(code)

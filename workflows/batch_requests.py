@@ -2,7 +2,7 @@
 
 The requesting workflow holds a `BatchReplies` and forwards its `batch_answer` signal to
 `receive`. When no batcher runs (an operator ended it), `ask` returns None and the caller
-writes on its own, one request per item, as before batching.
+writes on its own, one request per item.
 """
 
 from __future__ import annotations
