@@ -183,35 +183,47 @@ async def add_note_once(
     note: LeadNote, marker: str, *, summary: str, priority: Priority = Priority.default
 ) -> None:
     """Writes `note`, whose text contains `marker`, once: a retry leaves no second copy."""
-
-    async def write() -> bool:
-        await _write_activity(AmoActivities.add_lead_note, note, summary, priority)
-        return True
-
-    async def find() -> bool | None:
-        lookup = MarkerLookup(note.lead_id, marker)
-        found = await call_amocrm(
-            AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
-        )
-        return True if found else None
-
-    await write_once(write, find)
+    await _add_marked_once(
+        AmoActivities.add_lead_note,
+        note,
+        AmoActivities.lead_has_note,
+        MarkerLookup(note.lead_id, marker),
+        summaries=(summary, "find note"),
+        priority=priority,
+    )
 
 
 async def add_task_once(
     task: LeadTask, marker: str, *, summary: str, priority: Priority = Priority.default
 ) -> None:
     """Writes `task`, whose text contains `marker`, once: a retry leaves no second copy."""
+    await _add_marked_once(
+        AmoActivities.add_lead_task,
+        task,
+        AmoActivities.lead_has_task,
+        MarkerLookup(task.lead_id, marker),
+        summaries=(summary, "find task"),
+        priority=priority,
+    )
+
+
+async def _add_marked_once(
+    add: Callable[[AmoActivities, A], Awaitable[None]],
+    item: A,
+    has: Callable[[AmoActivities, MarkerLookup], Awaitable[bool]],
+    lookup: MarkerLookup,
+    *,
+    summaries: tuple[str, str],
+    priority: Priority,
+) -> None:
+    """`summaries`: the UI's names of the write and of the lookup."""
 
     async def write() -> bool:
-        await _write_activity(AmoActivities.add_lead_task, task, summary, priority)
+        await _write_activity(add, item, summaries[0], priority)
         return True
 
     async def find() -> bool | None:
-        lookup = MarkerLookup(task.lead_id, marker)
-        found = await call_amocrm(
-            AmoActivities.lead_has_task, lookup, summary="find task", priority=priority
-        )
+        found = await call_amocrm(has, lookup, summary=summaries[1], priority=priority)
         return True if found else None
 
     await write_once(write, find)
