@@ -134,8 +134,6 @@ class Delivery:
         self._settings = settings
         self._outbox = outbox
         self._deadline = settings.leadrelay_ack_deadline_ms / 1000
-        # Set while Temporal is known to be unreachable: answers skip the wait on it.
-        self._temporal_down = False
 
     @property
     def outbox(self) -> Outbox:
@@ -151,11 +149,12 @@ class Delivery:
     async def deliver(self, parcels: list[Parcel]) -> Route:
         """All parcels reach Temporal within the deadline, or all go to the outbox.
 
-        A parcel whose workflow already has deliveries in the outbox queues behind them,
-        so that a person's submissions still arrive in order; other people's parcels go
-        straight to Temporal, unless Temporal is known to be down. A parcel Temporal
-        would refuse for good goes to the dead letters (callers that can answer 4xx check
-        `refusal` first).
+        While the outbox holds anything, new parcels queue behind it, so that a person's
+        submissions still arrive in order, and answers under load or during an outage do
+        not wait on Temporal. That holds nobody back for long: the drainer holds back only
+        a failing entry's own workflow, and moves what Temporal refuses for good to the
+        dead letters. A parcel Temporal would refuse for good goes to the dead letters
+        here too (callers that can answer 4xx check `refusal` first).
         """
         sendable: list[Parcel] = []
         for parcel in parcels:
@@ -164,16 +163,15 @@ class Delivery:
                 sendable.append(parcel)
             else:
                 await self._outbox.bury_new(_entry_of(parcel), f"refused before sending: {reason}")
-        queued = self._temporal_down and self._outbox.depth > 0
-        if not queued and not any(self._outbox.holds(p.workflow_id) for p in sendable):
+        if not self._outbox.depth:
             try:
                 await asyncio.wait_for(
                     asyncio.gather(*(self._send(parcel) for parcel in sendable)), self._deadline
                 )
-                self._temporal_down = False
                 return Route.TEMPORAL
-            except (TimeoutError, RPCError, RuntimeError) as err:
-                self._temporal_down = classify_failure(err) is Failure.UNREACHABLE
+            except (TimeoutError, RPCError, RuntimeError):
+                # RuntimeError is how a lazy client reports that it cannot connect.
+                pass
         # The request's trace goes with the entry, so its delivery later joins that trace.
         traceparent = current_traceparent()
         await self._outbox.append([_entry_of(parcel, traceparent) for parcel in sendable])
@@ -182,22 +180,17 @@ class Delivery:
     async def redeliver(self, entry: OutboxEntry) -> None:
         """What the outbox drainer calls: the same send, with no deadline of ours, in the
         trace of the request that accepted it."""
-        try:
-            with (
-                continued_trace(entry.traceparent),
-                self._tracer.start_as_current_span(
-                    "outbox redelivery",
-                    attributes={
-                        "leadrelay.workflow_id": entry.workflow_id,
-                        "leadrelay.outbox_attempts": entry.attempts,
-                    },
-                ),
-            ):
-                await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
-        except Exception as err:
-            self._temporal_down = classify_failure(err) is Failure.UNREACHABLE
-            raise
-        self._temporal_down = False
+        with (
+            continued_trace(entry.traceparent),
+            self._tracer.start_as_current_span(
+                "outbox redelivery",
+                attributes={
+                    "leadrelay.workflow_id": entry.workflow_id,
+                    "leadrelay.outbox_attempts": entry.attempts,
+                },
+            ),
+        ):
+            await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
 
     def _send(self, parcel: Parcel) -> Awaitable[Any]:
         senders: dict[Kind, Callable[[dict[str, Any]], Awaitable[Any]]] = {

@@ -19,7 +19,6 @@ import json
 import logging
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -112,10 +111,7 @@ class Outbox:
                 self.moved_aside,
             )
             self._db = self._open(path)
-        self._per_workflow: Counter[str] = Counter(
-            dict(self._db.execute("SELECT workflow_id, COUNT(*) FROM outbox GROUP BY workflow_id"))
-        )
-        self._depth = sum(self._per_workflow.values())
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self._dead = int(self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0])
         self._oldest_at = self._read_oldest_at()
         self._waiting: list[tuple[list[NewEntry], asyncio.Future[None]]] = []
@@ -145,10 +141,6 @@ class Outbox:
     def depth(self) -> int:
         """Kept in memory, so the hot path can ask without touching the disk."""
         return self._depth
-
-    def holds(self, workflow_id: str) -> bool:
-        """Whether this workflow has deliveries waiting: later ones must queue behind them."""
-        return self._per_workflow.get(workflow_id, 0) > 0
 
     @property
     def dead_letters(self) -> int:
@@ -224,7 +216,6 @@ class Outbox:
                 "VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
-        self._per_workflow.update(e.workflow_id for e in entries)
         self._depth += len(rows)
         if self._oldest_at is None:
             self._oldest_at = now
@@ -236,16 +227,10 @@ class Outbox:
         return [_entry(row) for row in rows]
 
     def _remove(self, entry_id: int) -> None:
-        row = self._db.execute(
-            "DELETE FROM outbox WHERE id = ? RETURNING workflow_id", (entry_id,)
-        ).fetchone()
-        if row is not None:
-            self._forget(row[0])
+        if self._db.execute("DELETE FROM outbox WHERE id = ?", (entry_id,)).rowcount:
+            self._forget()
 
-    def _forget(self, workflow_id: str) -> None:
-        self._per_workflow[workflow_id] -= 1
-        if self._per_workflow[workflow_id] <= 0:
-            del self._per_workflow[workflow_id]
+    def _forget(self) -> None:
         self._depth -= 1
         self._oldest_at = self._read_oldest_at()
 
@@ -272,7 +257,7 @@ class Outbox:
             removed = self._db.execute("DELETE FROM outbox WHERE id = ?", (entry.id,)).rowcount
         if removed:
             self._dead += 1
-            self._forget(entry.workflow_id)
+            self._forget()
 
     def _bury_new(self, entry: NewEntry, error: str) -> None:
         now = time.time()
@@ -307,7 +292,6 @@ class Outbox:
             )
             self._db.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
         self._dead -= 1
-        self._per_workflow[row[1]] += 1
         self._depth += 1
         if self._oldest_at is None:
             self._oldest_at = now

@@ -59,7 +59,6 @@ async def test_refused_entries_are_dead_lettered_at_once_and_hold_back_nobody(
     fresh_phone = new_phone()
     answer = await api.post("/api/landing/proftest", json={"phone": fresh_phone})
     assert answer.status_code == 202
-    assert answer.json()["delivered_via"] == "temporal", "nobody else queues behind poison"
 
     async def drained() -> bool:
         health = (await api.get("/healthz")).json()
