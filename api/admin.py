@@ -64,6 +64,14 @@ async def list_dead_letters(delivery: DeliveryDep) -> dict[str, Any]:
     }
 
 
+@router.post("/dead-letters/redeliver", status_code=status.HTTP_202_ACCEPTED)
+async def redeliver_all_dead_letters(request: Request) -> dict[str, int]:
+    """After a fix that concerns them all (e.g. a namespace created): all back to the outbox."""
+    requeued = await request.app.state.delivery.outbox.requeue_all_dead()
+    request.app.state.drainer.wake()
+    return {"requeued": requeued}
+
+
 @router.post("/dead-letters/{dead_id}/redeliver", status_code=status.HTTP_202_ACCEPTED)
 async def redeliver_dead_letter(dead_id: int, request: Request) -> dict[str, int]:
     """After a fix (a namespace created, a limit raised, a code change): back into the

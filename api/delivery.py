@@ -61,11 +61,17 @@ _PERMANENT_STATUSES = frozenset(
         RPCStatusCode.FAILED_PRECONDITION,
         RPCStatusCode.OUT_OF_RANGE,
         RPCStatusCode.UNIMPLEMENTED,
+    }
+)
+# A wrong or rotated credential refuses every entry alike: wait for the fix, bury nothing.
+_UNREACHABLE_STATUSES = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
         RPCStatusCode.PERMISSION_DENIED,
         RPCStatusCode.UNAUTHENTICATED,
     }
 )
-_UNREACHABLE_STATUSES = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
 
 def classify_failure(err: BaseException) -> Failure:

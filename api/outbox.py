@@ -184,6 +184,10 @@ class Outbox:
         """Back into the outbox, at its end; None if there is no such dead letter."""
         return await self._on_disk(self._requeue_dead, dead_id)
 
+    async def requeue_all_dead(self) -> int:
+        """Every dead letter back into the outbox, oldest first; returns how many."""
+        return await self._on_disk(self._requeue_all_dead)
+
     def close(self) -> None:
         self._disk.shutdown(wait=True)
         self._db.close()
@@ -297,6 +301,22 @@ class Outbox:
             self._oldest_at = now
         return cursor.lastrowid
 
+    def _requeue_all_dead(self) -> int:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            moved = self._db.execute(
+                "INSERT INTO outbox (created_at, kind, workflow_id, payload) "
+                "SELECT ?, kind, workflow_id, payload FROM dead_letters ORDER BY id",
+                (now,),
+            ).rowcount
+            self._db.execute("DELETE FROM dead_letters")
+        self._dead -= moved
+        self._depth += moved
+        if moved and self._oldest_at is None:
+            self._oldest_at = now
+        return moved
+
 
 def _entry(row: tuple[Any, ...]) -> OutboxEntry:
     return OutboxEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7])
@@ -369,6 +389,7 @@ class OutboxDrainer:
         return time.monotonic() - self.last_pass_at < self._max_backoff + 60
 
     def start(self) -> asyncio.Task[None]:
+        self.last_pass_at = time.monotonic()
         self._task = asyncio.create_task(self.run(), name="outbox-drainer")
         return self._task
 

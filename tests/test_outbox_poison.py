@@ -95,11 +95,11 @@ async def test_refused_entries_are_dead_lettered_at_once_and_hold_back_nobody(
     ).status_code == 401
 
 
-async def test_a_dead_letter_is_delivered_after_the_fix(tmp_path: Path, stack: Stack) -> None:
+async def test_dead_letters_are_delivered_after_the_fix(tmp_path: Path, stack: Stack) -> None:
     """A payload our code could not read (a bug) is dead-lettered; after the fix it is
-    re-delivered from the dead letters."""
+    re-delivered from the dead letters, one or all."""
     outbox = Outbox(tmp_path / "outbox.sqlite3")
-    await outbox.append([NewEntry(Kind.SUBMISSION, "lead-a", {"n": 1})])
+    await outbox.append([NewEntry(Kind.SUBMISSION, f"lead-{n}", {"n": n}) for n in (1, 2, 3)])
     fixed = False
     delivered: list[int] = []
 
@@ -113,12 +113,15 @@ async def test_a_dead_letter_is_delivered_after_the_fix(tmp_path: Path, stack: S
 
     drainer = OutboxDrainer(outbox, deliver, classify=classify)
     await drainer.drain_once()
-    assert (outbox.depth, outbox.dead_letters) == (0, 1)
-    [dead] = await outbox.list_dead()
+    assert (outbox.depth, outbox.dead_letters) == (0, 3)
+    first, *_ = await outbox.list_dead()
     fixed = True
-    assert await outbox.requeue_dead(dead.id) is not None
+    assert await outbox.requeue_dead(first.id) is not None
     await drainer.drain_once()
-    assert delivered == [1] and (outbox.depth, outbox.dead_letters) == (0, 0)
+    assert delivered == [1] and (outbox.depth, outbox.dead_letters) == (0, 2)
+    assert await outbox.requeue_all_dead() == 2
+    await drainer.drain_once()
+    assert delivered == [1, 2, 3] and (outbox.depth, outbox.dead_letters) == (0, 0)
     outbox.close()
 
 
