@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.intake import build_submission
 from leadrelay.limits import LEAD_PENDING_BYTES
-from leadrelay.models import LeadState, Submission
+from leadrelay.models import LeadStart, LeadState, Submission
 from leadrelay.payloads import DATA_CONVERTER
 from tests.support import Stack, eventually
 from tests.test_pipeline import wait_processed
@@ -191,3 +191,53 @@ async def test_a_parked_person_flooded_with_repeats_continues_as_new_still_parke
 async def _creates(stack: Stack) -> int:
     requests = await stack.sandbox_requests()
     return sum(r["path"] == "/api/v4/leads/complex" for r in requests)
+
+
+def test_the_carried_state_fits_one_payload_with_every_bound_reached() -> None:
+    """The continue-as-new input at its worst: pending at the budget, and every other list
+    full of its largest items. It must stay under Temporal's 2 MB payload limit."""
+    from leadrelay.bounded import cut_text
+    from leadrelay.limits import (
+        DEAD_LETTERS_KEPT,
+        ERROR_MESSAGE_CHARS,
+        OPERATOR_NOTE_CHARS,
+        OPERATOR_REQUESTS_KEPT,
+        PROCESSED_IDS_KEPT,
+        SKIPPED_KEPT,
+        SKIPPED_SUBMISSION_BYTES,
+        TEMPORAL_PAYLOAD_LIMIT_BYTES,
+    )
+    from leadrelay.models import DeadLetter, LeadError, OperatorRequest, SkippedSubmission
+
+    def submission(n: int, text_bytes: int) -> Submission:
+        return Submission(
+            submission_id=f"{n:064x}",
+            form="proftest",
+            received_at="2026-12-02T18:00:00+00:00",
+            phone="+77011234567",
+            extras={"text": "Ж" * (text_bytes // 2)},
+        )
+
+    error = LeadError("AmoRejected", "Ж" * ERROR_MESSAGE_CHARS, "t", "f" * 64)
+    pending = [submission(n, 50_000) for n in range(LEAD_PENDING_BYTES // 51_000)]
+    assert sum(_carried_size(p) for p in pending) <= LEAD_PENDING_BYTES
+    state = LeadState(
+        lead_key="+77011234567",
+        pending=pending,
+        processed_ids=[f"{n:064x}" for n in range(PROCESSED_IDS_KEPT)],
+        last_error=error,
+        operator_requests=[
+            OperatorRequest("note", cut_text("Ж" * 10_000, OPERATOR_NOTE_CHARS))
+            for _ in range(OPERATOR_REQUESTS_KEPT)
+        ],
+        dead_letters=[
+            DeadLetter(f"{n:064x}", "proftest", "t", "pending full", "r" * 36)
+            for n in range(DEAD_LETTERS_KEPT)
+        ],
+        skipped=[
+            SkippedSubmission(submission(n, SKIPPED_SUBMISSION_BYTES - 1_000), error, "t")
+            for n in range(SKIPPED_KEPT)
+        ],
+    )
+    size = _carried_size(LeadStart("+77011234567", 1800.0, carried=state))
+    assert size < TEMPORAL_PAYLOAD_LIMIT_BYTES * 0.9, size  # measured: 1.61 MB
