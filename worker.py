@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -124,8 +125,17 @@ def create_workers(
             keepalive.keep_token_alive,
         ],
         max_task_queue_activities_per_second=settings.amocrm_rps,
+        max_concurrent_activities=amocrm_tasks_in_hand(settings),
     )
     return [workflow_worker, amocrm_worker, io_worker]
+
+
+def amocrm_tasks_in_hand(settings: Settings) -> int:
+    """How many amoCRM tasks this worker takes from the queue at once: about one second of
+    its budget. Tasks in hand wait for the pacer in arrival order; only those still on the
+    server are handed out by priority and fairness key, so the fewer in hand, the sooner a
+    batch or a priority call goes out behind a burst of searches."""
+    return max(2, math.ceil(settings.amocrm_rps / settings.amocrm_workers))
 
 
 async def check_forms_against_account(

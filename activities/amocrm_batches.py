@@ -14,7 +14,7 @@ from temporalio import activity
 
 from activities.amocrm import LEADS_CREATED_METRIC, amocrm_request
 from amocrm.client import AmoClient
-from amocrm.models import CreatedLead, CreatedNote, NewLead, NewNote
+from amocrm.models import CreatedLead, CreatedNote, NewLead, NewNote, complex_item
 from leadrelay.telemetry import SPEED_TO_LEAD_METRIC
 
 MAX_BATCH_ITEMS = 50
@@ -53,7 +53,10 @@ class AmoBatchActivities:
         leads = [item.lead for item in batch.items]
         assert 0 < len(leads) <= MAX_BATCH_ITEMS, len(leads)
         assert all(lead.request_id for lead in leads), "every batched lead needs a request_id"
-        created = await amocrm_request(self._client.create_leads_complex(leads))
+        # Alone, a 400 over optional parts (a field, the manager) names them, as
+        # create_lead does, so the lead workflow can leave them out and create at once.
+        body_of = (lambda: complex_item(leads[0])) if len(leads) == 1 else None
+        created = await amocrm_request(self._client.create_leads_complex(leads), body_of)
         activity.metric_meter().create_counter(
             LEADS_CREATED_METRIC, "Leads created in amoCRM by create_lead"
         ).add(len(created))

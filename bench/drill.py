@@ -354,7 +354,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--storm-seconds", type=float, default=30.0)
     parser.add_argument("--block-seconds", type=float, default=60.0)
     parser.add_argument("--block-backoff", type=float, default=30.0, help="worker pause on 403")
-    parser.add_argument("--lost-rate", type=float, default=0.2)
+    # Batches make a burst's writes few (about 1 in 10 requests), so half of them lose
+    # their answer, to have several lost batch answers in one run.
+    parser.add_argument("--lost-rate", type=float, default=0.5)
     parser.add_argument(
         "--abuse-within", type=float, default=240.0, help="abuse: hang guard per ledger wait"
     )

@@ -46,6 +46,7 @@ class Sample:
     delivered_via: str | None = None
     error: str | None = None
     body: dict[str, Any] | None = None
+    acked_at: float | None = None  # wall clock (time.time()) when the answer arrived
 
 
 SendOne = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
@@ -91,6 +92,7 @@ async def _timed(
     except httpx.HTTPError as err:
         return Sample(index, due, lateness, None, None, error=repr(err))
     latency = time.monotonic() - sent
+    acked_at = time.time()
     try:
         body = response.json()
     except ValueError:
@@ -98,7 +100,7 @@ async def _timed(
     if not isinstance(body, dict):
         body = None
     via = body.get("delivered_via") if body else None
-    return Sample(index, due, lateness, latency, response.status_code, via, None, body)
+    return Sample(index, due, lateness, latency, response.status_code, via, None, body, acked_at)
 
 
 # ----- people and request bodies
@@ -119,8 +121,10 @@ def e164(national: str) -> str:
     return f"+7{national}"
 
 
-def landing_body(national: str, index: int = 0, *, spelling: int = 0) -> dict[str, Any]:
-    return {
+def landing_body(
+    national: str, index: int = 0, *, spelling: int = 0, email: bool = True
+) -> dict[str, Any]:
+    body = {
         "name": f"Bench {national[-5:]}",
         "phone": PHONE_FORMATS[spelling % len(PHONE_FORMATS)](national),
         "email": f"bench{national}@example.com",
@@ -128,13 +132,18 @@ def landing_body(national: str, index: int = 0, *, spelling: int = 0) -> dict[st
         "utmParams": {"utm_source": "bench", "utm_campaign": "load"},
         "proftestAnswers": [{"question": "Q1", "answer": "A"}, {"question": "Q2", "answer": "B"}],
     }
+    if not email:
+        del body["email"]
+    return body
 
 
-def landing_sender(nationals: list[str], *, spellings: bool = False) -> SendOne:
+def landing_sender(
+    nationals: list[str], *, spellings: bool = False, email: bool = True, form: str = BENCH_FORM
+) -> SendOne:
     def send(client: httpx.AsyncClient, index: int) -> Awaitable[httpx.Response]:
         national = nationals[index]
-        body = landing_body(national, index, spelling=index if spellings else 0)
-        return client.post(f"/api/landing/{BENCH_FORM}", json=body)
+        body = landing_body(national, index, spelling=index if spellings else 0, email=email)
+        return client.post(f"/api/landing/{form}", json=body)
 
     return send
 
@@ -314,3 +323,56 @@ async def wait_until_complete(
     if done_at is not None and settle:
         await asyncio.sleep(settle)
     return check_ledger(await sandbox_state(), expected), done_at
+
+
+# ----- speed to lead: from each 202 to the amoCRM request that made its lead, and its note
+
+
+def speed_to_lead(samples: list[Sample], requests: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seconds from each accepted submission's 202 until the first successful amoCRM request
+    that created its lead (matched by request_id) and its note (matched by its marker).
+
+    The sandbox's ledger holds each request's arrival time and body, so this needs nothing
+    from the worker; `leadrelay_speed_to_lead_seconds` is the worker's own view.
+    """
+    acked = {
+        s.body["submission_id"]: s.acked_at
+        for s in samples
+        if s.status == 202 and s.body and s.acked_at is not None
+    }
+    lead_at: dict[str, float] = {}
+    note_at: dict[str, float] = {}
+    for request in requests:
+        if request["method"] != "POST" or request["status"] != 200:
+            continue
+        items = request["body"] if isinstance(request["body"], list) else []
+        if request["path"] == "/api/v4/leads/complex":
+            for item in items:
+                lead_at.setdefault(str(item.get("request_id")), request["t"])
+        elif request["path"].endswith("/notes"):
+            for item in items:
+                text = str((item.get("params") or {}).get("text") or "")
+                marker = text.rpartition("· id ")[2][:16]
+                note_at.setdefault(marker, request["t"])
+    leads = [lead_at[sid[:32]] - at for sid, at in acked.items() if sid[:32] in lead_at]
+    notes = [note_at[sid[:16]] - at for sid, at in acked.items() if sid[:16] in note_at]
+    landed = [lead_at.get(sid[:32]) for sid in acked] + [note_at.get(sid[:16]) for sid in acked]
+    return {
+        "lead": seconds_summary(leads, len(acked)),
+        "note": seconds_summary(notes, len(acked)),
+        # When the last of these leads and notes reached amoCRM (wall clock), if all did.
+        "all_landed_at": None if None in landed else max(landed, default=None),
+    }
+
+
+def seconds_summary(values: list[float], expected: int) -> dict[str, Any]:
+    def r(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return {
+        "n": len(values),
+        "expected": expected,
+        "p50_s": r(percentile(values, 50)),
+        "p95_s": r(percentile(values, 95)),
+        "max_s": r(max(values, default=None)),
+    }

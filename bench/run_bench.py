@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from bench import load
-from bench.stack import BenchStack, StackConfig, wait_for_count
+from bench.stack import BENCH_FORM, OTHER_FORM, BenchStack, StackConfig, wait_for_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_P99_MS_AT_20 = 50.0
@@ -31,9 +31,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, default=20.0, help="duration of each step")
     parser.add_argument("--rps", type=float, default=5.0, help="AMOCRM_RPS (below 7)")
     parser.add_argument("--burst", type=int, default=300, help="new people in the burst")
+    parser.add_argument(
+        "--burst-email",
+        action="store_true",
+        help="burst bodies carry an email too, as the seed forms do (default: phone only)",
+    )
+    parser.add_argument("--idle-leads", type=int, default=10, help="single leads while idle")
+    parser.add_argument("--idle-gap", type=float, default=8.0, help="seconds between them")
+    parser.add_argument("--flood", type=int, default=300, help="fairness: bots on one form")
+    parser.add_argument("--flood-others", type=int, default=10, help="then people on another")
     parser.add_argument("--storm-people", type=int, default=20)
     parser.add_argument("--storm-submissions", type=int, default=200)
-    parser.add_argument("--skip", default="", help="comma list of phases to skip: ack,burst,storm")
+    parser.add_argument(
+        "--skip", default="", help="comma list of phases to skip: ack,burst,idle,fairness,storm"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args(argv)
 
@@ -142,7 +153,9 @@ async def _outbox_depth_when_empty(stack: BenchStack, within: float = 120) -> in
 # ----- phase 2 and 3: burst drain and duplicate storm, on a fresh stack
 
 
-async def burst_drain(stack: BenchStack, people: int, rps: float) -> dict[str, Any]:
+async def burst_drain(
+    stack: BenchStack, people: int, rps: float, *, email: bool = False
+) -> dict[str, Any]:
     async with stack.api_client() as api, stack.sandbox_client() as sandbox:
         await sandbox.reset()
         since = time.time()
@@ -150,7 +163,8 @@ async def burst_drain(stack: BenchStack, people: int, rps: float) -> dict[str, A
         sampler = stack.cpu_sampler()
         sampler.begin()
         nationals = load.new_national_numbers(people)
-        samples = await load.all_at_once(api, load.landing_sender(nationals), people)
+        send = load.landing_sender(nationals, email=email)
+        samples = await load.all_at_once(api, send, people)
         acked = time.monotonic() - started
         expected = load.accepted(samples)
         within = 4 * people / rps * 1.5 + 120
@@ -158,11 +172,19 @@ async def burst_drain(stack: BenchStack, people: int, rps: float) -> dict[str, A
         cpu = sampler.end()
         stats = await sandbox.stats(since)
         requests = await sandbox.requests(since)
-    drain = (done_at - started) if done_at else None
+    speed = load.speed_to_lead(samples, requests)
+    # Drain: from the burst's first send to the arrival of the last lead or note it needed,
+    # read from the sandbox's ledger (the completion poll above runs once a second).
+    landed_at = speed["all_landed_at"]
+    drain = (landed_at - since) if landed_at is not None and done_at else None
     total = stats["total"]
     first = requests[0]["t"] if requests else since
     return {
         "people": people,
+        "email": email,
+        "leads_per_s": round(check.leads_found / drain, 2) if drain else None,
+        "speed_to_lead": speed,
+        "complete_seen_s": round(done_at - started, 1) if done_at else None,
         "acks": load.summarize(samples, 202),
         "all_acked_s": round(acked, 2),
         "drain_s": round(drain, 1) if drain else None,
@@ -177,6 +199,59 @@ async def burst_drain(stack: BenchStack, people: int, rps: float) -> dict[str, A
         "cpu_percent": cpu,
         "request_offsets_s": [round(r["t"] - first, 3) for r in requests],
         "first_request_after_s": round(first - since, 2),
+    }
+
+
+async def idle_leads(stack: BenchStack, count: int, gap: float) -> dict[str, Any]:
+    """One new person at a time on a quiet system: what a single lead waits."""
+    async with stack.api_client() as api, stack.sandbox_client() as sandbox:
+        await sandbox.reset()
+        since = time.time()
+        nationals = load.new_national_numbers(count)
+        send = load.landing_sender(nationals, email=False)
+        samples = await load.open_loop(api, send, rate=1 / gap, count=count)
+        expected = load.accepted(samples)
+        check, _ = await load.wait_until_complete(sandbox.state, expected, within=120)
+        requests = await sandbox.requests(since)
+    return {
+        "people": count,
+        "gap_s": gap,
+        "speed_to_lead": load.speed_to_lead(samples, requests),
+        "ledger": _ledger_json(check),
+    }
+
+
+async def fairness(stack: BenchStack, flood: int, others: int, rps: float) -> dict[str, Any]:
+    """Bots flood one form; then a few people use another. How long do those few wait?"""
+    async with stack.api_client() as api, stack.sandbox_client() as sandbox:
+        await sandbox.reset()
+        since = time.time()
+        started = time.monotonic()
+        bots = load.new_national_numbers(flood)
+        flood_samples = await load.all_at_once(api, load.landing_sender(bots, email=False), flood)
+        people = load.new_national_numbers(others)
+        send = load.landing_sender(people, email=False, form=OTHER_FORM)
+        other_samples = await load.all_at_once(api, send, others)
+        expected_others = load.accepted(other_samples)
+        check_others, others_done = await load.wait_until_complete(
+            sandbox.state, expected_others, within=others * 3 / rps + 120, interval=0.5, settle=0
+        )
+        expected = load.accepted(flood_samples + other_samples)
+        check, done_at = await load.wait_until_complete(
+            sandbox.state, expected, within=3 * flood / rps * 1.5 + 120
+        )
+        requests = await sandbox.requests(since)
+    return {
+        "flood": flood,
+        "flood_form": BENCH_FORM,
+        "others": others,
+        "other_form": OTHER_FORM,
+        "others_speed_to_lead": load.speed_to_lead(other_samples, requests),
+        "flood_speed_to_lead": load.speed_to_lead(flood_samples, requests),
+        "others_complete_after_s": round(others_done - started, 1) if others_done else None,
+        "all_complete_after_s": round(done_at - started, 1) if done_at else None,
+        "ledger": _ledger_json(check),
+        "others_ledger": _ledger_json(check_others),
     }
 
 
@@ -296,6 +371,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{burst['acks']['max_ms']} ms, {burst['acks']['outbox']} via the outbox.",
             "",
         ]
+    lines += speed_markdown(result)
     storm = result.get("storm")
     if storm:
         led = storm["ledger"]
@@ -313,6 +389,72 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("saturation"):
         lines += ["## Where it saturates", "", result["saturation"], ""]
     return "\n".join(lines)
+
+
+def _speed_row(name: str, speed: dict[str, Any]) -> str:
+    cells = []
+    for milestone in ("lead", "note"):
+        m = speed[milestone]
+        cells.append(f"{m['p50_s']} / {m['p95_s']} / {m['max_s']} ({m['n']}/{m['expected']})")
+    return f"| {name} | {cells[0]} | {cells[1]} |"
+
+
+def speed_markdown(result: dict[str, Any]) -> list[str]:
+    """Speed to lead: seconds from each 202 to its lead, and to its note, in amoCRM."""
+    rows = []
+    burst, idle, fair = result.get("burst"), result.get("idle"), result.get("fairness")
+    if burst:
+        kind = "phone + email" if burst.get("email") else "phone only"
+        rows.append(_speed_row(f"burst of {burst['people']} ({kind})", burst["speed_to_lead"]))
+    if idle:
+        rows.append(_speed_row(f"{idle['people']} single leads, idle", idle["speed_to_lead"]))
+    if fair:
+        rows.append(
+            _speed_row(
+                f"{fair['others']} on `{fair['other_form']}` after {fair['flood']} bots",
+                fair["others_speed_to_lead"],
+            )
+        )
+        rows.append(
+            _speed_row(
+                f"the {fair['flood']} bots on `{fair['flood_form']}`", fair["flood_speed_to_lead"]
+            )
+        )
+    if not rows:
+        return []
+    lines = [
+        "## Speed to lead",
+        "",
+        "Seconds from the 202 to the amoCRM request that created the lead (and the note): "
+        "p50 / p95 / max (found / accepted).",
+        "",
+        "| scenario | 202 → lead | 202 → note |",
+        "| --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    if burst:
+        lead = burst["speed_to_lead"]["lead"]
+        lines.append(
+            f"Burst: {burst['leads_per_s']} leads with their notes per second, "
+            f"{burst['requests_per_lead']} requests per person. Targets (phone only): ≥ 4.0/s "
+            f"**{_ok((burst['leads_per_s'] or 0) >= 4.0)}**, ≤ 1.1 requests "
+            f"**{_ok(burst['requests_per_lead'] <= 1.1)}**, lead p50 ≤ 40 s / p95 ≤ 75 s "
+            f"**{_ok((lead['p50_s'] or 1e9) <= 40 and (lead['p95_s'] or 1e9) <= 75)}**."
+        )
+    if idle:
+        lead = idle["speed_to_lead"]["lead"]
+        lines.append(f"Idle: lead p50 ≤ 1.5 s **{_ok((lead['p50_s'] or 1e9) <= 1.5)}**.")
+    if fair:
+        lead = fair["others_speed_to_lead"]["lead"]
+        lines.append(
+            f"Fairness: the {fair['others']} on the other form all in amoCRM within 15 s of "
+            f"their 202: **{_ok((lead['max_s'] or 1e9) <= 15 and lead['n'] == lead['expected'])}** "
+            f"(all {fair['flood'] + fair['others']} complete after "
+            f"{fair['all_complete_after_s']} s; duplicates "
+            f"{fair['ledger']['duplicate_leads']}, lost {fair['ledger']['lost']})."
+        )
+    return [*lines, ""]
 
 
 def ack_targets(ack: dict[str, Any]) -> list[str]:
@@ -409,17 +551,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "loads": args.loads,
             "step_seconds": args.step_seconds,
             "burst": args.burst,
+            "burst_email": args.burst_email,
             "storm_people": args.storm_people,
             "storm_submissions": args.storm_submissions,
         },
     }
     if "ack" not in skip:
         result["ack"] = await ack_latency(args)
-    if not {"burst", "storm"} <= skip:
+    if not {"burst", "idle", "fairness", "storm"} <= skip:
         with BenchStack(StackConfig(amocrm_rps=args.rps)) as stack:
             if "burst" not in skip:
                 print(f"burst: {args.burst} new people at once ...", flush=True)
-                result["burst"] = await burst_drain(stack, args.burst, args.rps)
+                result["burst"] = await burst_drain(
+                    stack, args.burst, args.rps, email=args.burst_email
+                )
+            if "idle" not in skip:
+                print(f"idle: {args.idle_leads} single leads ...", flush=True)
+                result["idle"] = await idle_leads(stack, args.idle_leads, args.idle_gap)
+            if "fairness" not in skip:
+                print(f"fairness: {args.flood} bots, then {args.flood_others} ...", flush=True)
+                result["fairness"] = await fairness(stack, args.flood, args.flood_others, args.rps)
             if "storm" not in skip:
                 print("duplicate storm ...", flush=True)
                 result["storm"] = await duplicate_storm(

@@ -36,6 +36,8 @@ SANDBOX_TOKEN = "bench-token"
 WEBHOOK_TOKEN = "bench-hook-secret"
 ADMIN_TOKEN = "bench-admin-secret"
 BENCH_FORM = "bench"
+# A second form, for the fairness phase: a flood on BENCH_FORM must not starve it.
+OTHER_FORM = "bench-other"
 BENCH_PIPELINE = 10350882
 BENCH_STATUS = 81854578
 # The reconciliation schedule also calls amoCRM; an interval this long keeps it out of the
@@ -47,6 +49,12 @@ pipeline_id = {BENCH_PIPELINE}
 status_id = {BENCH_STATUS}
 tags = ["bench"]
 lead_name = "Bench: {{name}}"
+
+[forms.{OTHER_FORM}]
+pipeline_id = {BENCH_PIPELINE}
+status_id = {BENCH_STATUS}
+tags = ["bench-other"]
+lead_name = "Other: {{name}}"
 """
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 

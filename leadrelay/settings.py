@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         default=Path(".data/outbox.sqlite3"), description="The API's durable outbox (SQLite)"
     )
     leadrelay_batch_linger_seconds: float = Field(
-        default=3.0,
+        default=4.0,
         ge=0,
         description="Under backlog, at most one batched create (and one note batch) this often",
     )

@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 import yaml
 
-from leadrelay.settings import AMOCRM_TASK_QUEUE, Settings
+from leadrelay.settings import AMOCRM_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -320,7 +320,10 @@ def test_dynamic_config_gives_the_amocrm_queue_one_partition_and_fairness(servic
         entries = config[key]
         # Unconstrained, the value would apply to every queue, workflows included.
         assert entries == [{"value": 1, "constraints": {"taskQueueName": AMOCRM_TASK_QUEUE}}]
-    fairness = [{"value": True, "constraints": {"taskQueueName": AMOCRM_TASK_QUEUE}}]
+    fairness = [
+        {"value": True, "constraints": {"taskQueueName": queue}}
+        for queue in (AMOCRM_TASK_QUEUE, WORKFLOW_TASK_QUEUE)
+    ]
     assert config["matching.enableFairness"] == fairness
 
 

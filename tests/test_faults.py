@@ -179,7 +179,9 @@ async def test_a_burst_never_exceeds_the_rate_budget(
     await eventually(all_noted, within=240, interval=2)
     stats = await stack.sandbox_stats()
     assert stats["peak_1s"] <= AMOCRM_RPS, stats
-    assert stats["by_status"] == {"200": 200, "204": 100}, stats  # 3 requests per new person
+    # One search per new person; creates and notes go in batches, not one write each.
+    assert stats["by_status"]["204"] == 100 and set(stats["by_status"]) == {"200", "204"}, stats
+    assert stats["by_status"]["200"] <= 40, stats
     assert_exactly_one_lead_each(await stack.sandbox_state(), phones)
 
 

@@ -76,16 +76,23 @@ async def call_amocrm(
 PAGED_READS_PATCH = "paged-reads"
 
 
-async def find_contacts(query: ContactQuery, *, summary: str) -> list[Contact]:
+async def find_contacts(
+    query: ContactQuery, *, summary: str, priority: Priority = Priority.default
+) -> list[Contact]:
     """The person's contacts, page after page (one request each), at most
     `AMOCRM_PAGES_MAX` pages."""
     if not workflow.patched(PAGED_READS_PATCH):
-        return await call_amocrm(AmoActivities.search_contacts, query, summary=summary)
+        return await call_amocrm(
+            AmoActivities.search_contacts, query, summary=summary, priority=priority
+        )
     found: list[Contact] = []
     search = ContactSearch(query)
     for page_number in range(1, AMOCRM_PAGES_MAX + 1):
         page = await call_amocrm(
-            AmoActivities.search_contacts_page, search, summary=_paged(summary, page_number)
+            AmoActivities.search_contacts_page,
+            search,
+            summary=_paged(summary, page_number),
+            priority=priority,
         )
         found.extend(page.contacts)
         if page.next_page is None:
@@ -94,15 +101,22 @@ async def find_contacts(query: ContactQuery, *, summary: str) -> list[Contact]:
     return found
 
 
-async def read_leads(lead_ids: list[int], *, summary: str) -> list[Lead]:
+async def read_leads(
+    lead_ids: list[int], *, summary: str, priority: Priority = Priority.default
+) -> list[Lead]:
     """These leads as amoCRM has them (deleted ones are missing), page after page."""
     if not workflow.patched(PAGED_READS_PATCH):
-        return await call_amocrm(AmoActivities.read_leads, lead_ids, summary=summary)
+        return await call_amocrm(
+            AmoActivities.read_leads, lead_ids, summary=summary, priority=priority
+        )
     leads: list[Lead] = []
     read = LeadsRead(lead_ids)
     for page_number in range(1, AMOCRM_PAGES_MAX + 1):
         page = await call_amocrm(
-            AmoActivities.read_leads_page, read, summary=_paged(summary, page_number)
+            AmoActivities.read_leads_page,
+            read,
+            summary=_paged(summary, page_number),
+            priority=priority,
         )
         leads.extend(page.leads)
         if page.next_page is None:

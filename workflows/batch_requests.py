@@ -1,8 +1,10 @@
 """A requester's side of the batchers: signal a write, wait for the answer by signal.
 
 The requesting workflow holds a `BatchReplies` and forwards its `batch_answer` signal to
-`receive`. When no batcher runs (an operator ended it), `ask` returns None and the caller
-writes on its own, one request per item.
+`receive`. A batch's failure comes back as the `ActivityError` of the batch activity (its
+cause keeps amoCRM's failure type and details), so `write_once`, `rejection_of` and the
+parking treat a batched write exactly like a write of its own. When no batcher runs (an
+operator ended it), the write goes alone, one request per item, as before batching.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, LeadNote, MarkerLookup
-    from amocrm.models import NewNote
-    from workflows.amocrm_calls import add_note_once, call_amocrm, write_backoff
+    from amocrm.models import CreatedLead, NewLead, NewNote
+    from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from workflows.amocrm_calls import (
+        AMOCRM_ATTEMPT_TIMEOUT,
+        WRITE_ONCE,
+        call_amocrm,
+        write_once,
+    )
     from workflows.batcher import (
         BATCHER_IDS,
         AmoBatcherWorkflow,
@@ -65,13 +73,38 @@ class BatchReplies:
                 return answer
 
 
-def refused(answer: BatchAnswer) -> ApplicationError:
-    """A write amoCRM refused for good, raised so the workflow parks it for an operator."""
-    return ApplicationError(
-        answer.message or "amoCRM refused the write",
-        type=answer.failure_type or "AmoRejected",
-        non_retryable=True,
+def answer_error(answer: BatchAnswer, activity_type: str) -> ActivityError:
+    """A batch's failure as its activity's error: amoCRM's failure type and details kept."""
+    cause = ApplicationError(
+        answer.message or "amoCRM did not confirm the write",
+        *([answer.details] if answer.details is not None else []),
+        type=answer.failure_type or "AmoOutcomeUnknown",
+        non_retryable=answer.outcome == Outcome.FAILED,
     )
+    error = ActivityError(
+        f"batched {activity_type} failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity_type,
+        activity_id="",
+        retry_state=None,
+    )
+    error.__cause__ = cause
+    return error
+
+
+async def batched_create(
+    replies: BatchReplies, lead: NewLead, form: str, received_at: str | None
+) -> CreatedLead | None:
+    """The lead created in a batch, None when no batcher runs; a failure is raised."""
+    request = BatchRequest(workflow.info().workflow_id, form, received_at, lead=lead)
+    answer = await replies.ask(BatchKind.CREATES, request)
+    if answer is None:
+        return None
+    if answer.outcome == Outcome.DONE and answer.lead is not None:
+        return answer.lead
+    raise answer_error(answer, "amocrm.create_leads_batch")
 
 
 async def add_note_batched(
@@ -92,20 +125,28 @@ async def add_note_batched(
         received_at=received_at,
         note=NewNote(note.lead_id, note.text, request_id=marker),
     )
-    failures = 0
-    while True:
+
+    async def write() -> bool:
         answer = await replies.ask(BatchKind.NOTES, request)
         if answer is None:
-            await add_note_once(note, marker, summary=summary, priority=priority)
-            return
-        if answer.outcome == Outcome.DONE:
-            return
-        if answer.outcome == Outcome.FAILED:
-            raise refused(answer)
-        failures += 1
-        await workflow.sleep(write_backoff(None, failures))
+            await workflow.execute_activity_method(
+                AmoActivities.add_lead_note,
+                note,
+                task_queue=AMOCRM_TASK_QUEUE,
+                start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+                retry_policy=WRITE_ONCE,
+                summary=summary,
+                priority=priority,
+            )
+        elif answer.outcome != Outcome.DONE:
+            raise answer_error(answer, "amocrm.add_notes_batch")
+        return True
+
+    async def find() -> bool | None:
         lookup = MarkerLookup(note.lead_id, marker)
-        if await call_amocrm(
+        found = await call_amocrm(
             AmoActivities.lead_has_note, lookup, summary="find note", priority=priority
-        ):
-            return
+        )
+        return True if found else None
+
+    await write_once(write, find)

@@ -2,10 +2,15 @@
 in one amoCRM request, and still one request per activity.
 
 Lead workflows signal `submit` with their item and wait for a `batch_answer` signal back.
-The batcher sends at most one batch at a time:
-- idle (no batch in the last `linger_seconds`): the first item goes out at once, alone;
-- busy: what arrived meanwhile goes out together, up to 50 items, once `linger_seconds`
-  have passed since the previous batch, or at once when 50 are waiting.
+- Idle (no batch in the last `linger_seconds`), the first item goes out at once, alone.
+  Idleness is also per form: the first item of a form that had no item in a batch for
+  `linger_seconds` goes at once, with whatever else waits, so a quiet form's visitor is
+  not held back by another form's backlog.
+- Busy, what arrived meanwhile goes out together, up to 50 items, once `linger_seconds`
+  have passed since the previous batch or since the oldest waiting item arrived, or once
+  nothing new has arrived for a second (the burst is over; waiting longer saves nothing).
+- 50 waiting go at once. One batch is in flight at a time; a second only when it is full
+  or carries a quiet form's first item.
 Items are taken round-robin by form, so a flood on one form cannot fill every batch.
 
 Answers are matched by `request_id`, never by position. A lost answer (timeout, 5xx) is
@@ -64,6 +69,12 @@ ANSWER_SIGNAL = "batch_answer"
 """The signal a requester defines to receive its `BatchAnswer`."""
 
 BATCHES_PER_RUN = 100
+# A second batch may be in flight only when it is full or carries a quiet form's first item:
+# a backlog drains without waiting for each answer, and a trickle still gathers into one
+# batch per linger.
+MAX_BATCHES_IN_FLIGHT = 2
+# No new item for this long: the flow has stopped, so what is waiting goes.
+QUIET = timedelta(seconds=1)
 # A batch is one activity input; Temporal refuses a payload over 2 MB and warns at 512 KB.
 MAX_BATCH_BYTES = 256_000
 # What continue-as-new carries at most; requests beyond it are told to send again.
@@ -100,11 +111,13 @@ class BatchAnswer:
     note: CreatedNote | None = None
     failure_type: str | None = None
     message: str | None = None
+    # The failure's first detail: e.g. which optional parts a 400 refused (`rejection`).
+    details: dict[str, Any] | None = None
 
 
 @dataclass
 class BatcherConfig:
-    linger_seconds: float = 3.0
+    linger_seconds: float = 4.0
     max_items: int = MAX_BATCH_ITEMS
 
 
@@ -136,18 +149,28 @@ class AmoBatcherWorkflow:
     def __init__(self, start: BatcherStart) -> None:
         self._state = start
         self._in_flight: set[str] = set()
+        self._batches_in_flight = 0
         self._last_sent: datetime | None = None
+        self._last_arrival = workflow.now()
+        # When each form last had an item in a batch; only forms within the linger are kept.
+        self._form_sent: dict[str, datetime] = {}
+        # When each pending request arrived (carried ones: when this run began).
+        self._arrived = {request.request_id: workflow.now() for request in start.pending}
         self._failures = 0
+        self._resume_at: datetime | None = None
         self._deliveries: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, start: BatcherStart) -> None:
         batches_this_run = 0
         while True:
-            await workflow.wait_condition(lambda: bool(self._state.pending or self._state.splits))
+            await workflow.wait_condition(self._may_send)
+            await self._after_backoff()
             await self._linger()
+            if not self._may_send():
+                continue
             batch = self._state.splits.pop(0) if self._state.splits else self._take()
-            await self._send(batch)
+            self._deliveries.append(asyncio.create_task(self._send(self._mark_sent(batch))))
             batches_this_run += 1
             if (
                 batches_this_run >= BATCHES_PER_RUN
@@ -164,6 +187,7 @@ class AmoBatcherWorkflow:
             return  # its answer is on the way
         self._state.pending = [p for p in self._state.pending if p.request_id != request_id]
         self._state.pending.append(request)
+        self._arrived[request_id] = self._last_arrival = workflow.now()
 
     @workflow.signal
     def configure(self, config: BatcherConfig) -> None:
@@ -183,17 +207,50 @@ class AmoBatcherWorkflow:
 
     # --- when and what -------------------------------------------------------
 
+    def _may_send(self) -> bool:
+        if self._state.splits:
+            return self._batches_in_flight < MAX_BATCHES_IN_FLIGHT
+        if not self._state.pending:
+            return False
+        return self._batches_in_flight == 0 or (
+            self._batches_in_flight < MAX_BATCHES_IN_FLIGHT and self._go_now()
+        )
+
+    def _full(self) -> bool:
+        return len(self._state.pending) >= self._max_items()
+
     async def _linger(self) -> None:
-        """Idle, a request goes at once; busy, one batch per linger, or at once when full."""
-        if self._last_sent is None or self._state.splits:
-            return
-        due = self._last_sent + timedelta(seconds=self._state.config.linger_seconds)
-        remaining = (due - workflow.now()).total_seconds()
-        if remaining > 0:
+        """Idle, a request goes at once; busy, one batch per linger, or at once when full,
+        when a quiet form's item waits, or when the flow of new items has stopped."""
+        while not (self._last_sent is None or self._state.splits or self._go_now()):
+            remaining = (self._due(self._last_sent) - workflow.now()).total_seconds()
+            if remaining <= 0:
+                return
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: len(self._state.pending) >= self._max_items(), timeout=remaining
-                )
+                await workflow.wait_condition(self._go_now, timeout=remaining)
+
+    def _go_now(self) -> bool:
+        return self._full() or any(self._form_idle(p.form) for p in self._state.pending)
+
+    def _form_idle(self, form: str) -> bool:
+        sent = self._form_sent.get(form)
+        return sent is None or workflow.now() - sent >= self._linger_time()
+
+    def _due(self, last_sent: datetime) -> datetime:
+        linger = self._linger_time()
+        oldest = min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
+        return min(min(last_sent, oldest) + linger, self._last_arrival + min(QUIET, linger))
+
+    def _linger_time(self) -> timedelta:
+        return timedelta(seconds=self._state.config.linger_seconds)
+
+    async def _after_backoff(self) -> None:
+        """After a 429 or 403 nothing goes until the backoff has passed."""
+        if self._resume_at is not None:
+            remaining = (self._resume_at - workflow.now()).total_seconds()
+            if remaining > 0:
+                await workflow.sleep(remaining)
+            self._resume_at = None
 
     def _take(self) -> list[BatchRequest]:
         batch: list[BatchRequest] = []
@@ -206,6 +263,8 @@ class AmoBatcherWorkflow:
             size += request_size
         taken = {request.request_id for request in batch}
         self._state.pending = [p for p in self._state.pending if p.request_id not in taken]
+        for request_id in taken:
+            self._arrived.pop(request_id, None)
         return batch
 
     def _max_items(self) -> int:
@@ -213,25 +272,36 @@ class AmoBatcherWorkflow:
 
     # --- sending and answering -----------------------------------------------
 
-    async def _send(self, batch: list[BatchRequest]) -> None:
-        request_ids = {request.request_id for request in batch}
-        self._in_flight |= request_ids
-        self._last_sent = workflow.now()
+    def _mark_sent(self, batch: list[BatchRequest]) -> list[BatchRequest]:
+        self._in_flight |= {request.request_id for request in batch}
+        self._batches_in_flight += 1
+        now = self._last_sent = workflow.now()
+        self._form_sent = {
+            form: sent for form, sent in self._form_sent.items() if now - sent < self._linger_time()
+        }
+        self._form_sent.update({request.form: now for request in batch})
         self._state.batches_sent += 1
         self._state.items_sent += len(batch)
+        return batch
+
+    async def _send(self, batch: list[BatchRequest]) -> None:
+        request_ids = {request.request_id for request in batch}
         try:
             answers = await self._write(batch)
             self._failures = 0
         except ActivityError as err:
-            self._in_flight -= request_ids
             if failure_type(err) in AmoFailure.NOT_APPLIED:
                 # amoCRM refused before doing anything: the items wait, then go again.
                 self._state.pending[:0] = batch
+                self._arrived.update({request_id: workflow.now() for request_id in request_ids})
                 self._failures += 1
-                await workflow.sleep(write_backoff(err, self._failures))
-                return
-            answers = self._after_failure(batch, err)
-        self._in_flight -= request_ids
+                self._resume_at = workflow.now() + write_backoff(err, self._failures)
+                answers = []
+            else:
+                answers = self._after_failure(batch, err)
+        finally:
+            self._in_flight -= request_ids
+            self._batches_in_flight -= 1
         self._answer(batch, answers)
 
     async def _write(self, batch: list[BatchRequest]) -> list[BatchAnswer]:
@@ -279,8 +349,11 @@ class AmoBatcherWorkflow:
             return []
         outcome = Outcome.FAILED if kind in AmoFailure.NON_RETRYABLE else Outcome.UNKNOWN
         message = str(err.cause or err)
+        details = _first_detail(err)
         return [
-            BatchAnswer(request.request_id, outcome, failure_type=kind, message=message)
+            BatchAnswer(
+                request.request_id, outcome, failure_type=kind, message=message, details=details
+            )
             for request in batch
         ]
 
@@ -293,6 +366,7 @@ class AmoBatcherWorkflow:
             )
 
     async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(lambda: self._batches_in_flight == 0)
         carried: list[BatchRequest] = []
         size = 0
         for request in self._state.pending:
@@ -341,11 +415,15 @@ def _split(batch: list[BatchRequest], named: set[str]) -> list[list[BatchRequest
     return [batch[:half], batch[half:]]
 
 
-def _rejected_items(err: ActivityError) -> set[str]:
+def _first_detail(err: ActivityError) -> dict[str, Any] | None:
     cause = err.cause
     details = cause.details if isinstance(cause, ApplicationError) else ()
     first = details[0] if details else None
-    named = first.get("rejected_items") if isinstance(first, dict) else None
+    return first if isinstance(first, dict) else None
+
+
+def _rejected_items(err: ActivityError) -> set[str]:
+    named = (_first_detail(err) or {}).get("rejected_items")
     return {str(item) for item in named or []}
 
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import assert_never
 
 from temporalio import workflow
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from leadrelay.notes import note_marker, submission_note
     from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from workflows import priorities
     from workflows.amocrm_calls import (
         AMOCRM_ATTEMPT_TIMEOUT,
         ROUTING_RETRY,
@@ -69,6 +71,8 @@ with workflow.unsafe.imports_passed_through():
         rejection_of,
         write_once,
     )
+    from workflows.batch_requests import BatchReplies, add_note_batched, batched_create
+    from workflows.batcher import ANSWER_SIGNAL, BatchAnswer
     from workflows.inbox import (
         Inbox,
         Offered,
@@ -95,6 +99,8 @@ CREATE_REFUSAL_PATCH = "create-write-once"
 # Workflows recorded before amoCRM fields, responsible users and the email search after a
 # phone miss replay without them.
 FIELDS_PATCH = "fields-and-one-contact"
+# Creates and submission notes go through the batchers (workflows/batcher.py).
+BATCHED_WRITES_PATCH = "batched-writes"
 RESPONSIBLE_LABEL = "Ответственный"
 
 
@@ -117,6 +123,9 @@ class LeadWorkflow:
         self._fields = LeadFields()
         self._with_fields = False
         self._responsible_user_id: int | None = None
+        self._batch_replies = BatchReplies()
+        # The fairness key of amoCRM calls: the form of the submission being processed.
+        self._form = ""
 
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
@@ -170,6 +179,11 @@ class LeadWorkflow:
         elif offered is Offered.REFUSED:
             self._dead_letter(submission)
         self._show_details()
+
+    @workflow.signal(name=ANSWER_SIGNAL)
+    def batch_answer(self, answer: BatchAnswer) -> None:
+        """A batcher's answer to a create or a note this workflow asked for."""
+        self._batch_replies.receive(answer)
 
     @workflow.signal
     def retry(self) -> None:
@@ -228,7 +242,12 @@ class LeadWorkflow:
             )
             return
         note = LeadNote(self._state.lead_id, text)
-        await call_amocrm(AmoActivities.add_lead_note, note, summary="add operator note")
+        await call_amocrm(
+            AmoActivities.add_lead_note,
+            note,
+            summary="add operator note",
+            priority=self._known_lead_priority(),
+        )
 
     async def _resync(self) -> None:
         key = self._state.lead_key
@@ -239,10 +258,18 @@ class LeadWorkflow:
                 query = ContactQuery(phone=None, email=key)
             case unknown:
                 assert_never(unknown)
-        contacts = await find_contacts(query, summary="resync: search")
+        contacts = await find_contacts(
+            query, summary="resync: search", priority=self._known_lead_priority()
+        )
         self._state.contact_id = min((c.id for c in contacts), default=None)
         lead_ids = sorted({lead_id for contact in contacts for lead_id in contact.lead_ids})
-        leads = await read_leads(lead_ids, summary="resync: read leads") if lead_ids else []
+        leads = (
+            await read_leads(
+                lead_ids, summary="resync: read leads", priority=self._known_lead_priority()
+            )
+            if lead_ids
+            else []
+        )
         open_ids = [lead.id for lead in leads if lead.is_open]
         if self._state.lead_id not in open_ids:
             self._state.lead_id = max(open_ids, default=None)
@@ -272,6 +299,7 @@ class LeadWorkflow:
         self._enter(Step.SKIPPED)
 
     async def _process(self, submission: Submission) -> None:
+        self._form = submission.form
         route = await workflow.execute_local_activity_method(
             RoutingActivities.route_submission,
             submission,
@@ -307,6 +335,7 @@ class LeadWorkflow:
                         AmoActivities.read_field_catalogue,
                         needed,
                         summary=f"read {needed.entity} field catalogue",
+                        priority=priorities.BACKGROUND_READS,
                     )
                     for needed in prepared.catalogues_needed
                 ]
@@ -322,7 +351,9 @@ class LeadWorkflow:
         if self._state.lead_id is None or route.pipeline_id != self._state.lead_route_pipeline_id:
             return False
         self._enter(Step.UPDATING)
-        leads = await read_leads([self._state.lead_id], summary="read known lead")
+        leads = await read_leads(
+            [self._state.lead_id], summary="read known lead", priority=self._known_lead_priority()
+        )
         if not leads or not leads[0].is_open:
             self._state.lead_id = None
             return False
@@ -364,11 +395,14 @@ class LeadWorkflow:
         query = ContactQuery(
             phone=submission.phone, email=None if submission.phone else submission.email
         )
-        contacts = await find_contacts(query, summary="search contact")
+        new_person = priorities.new_person(submission.form)
+        contacts = await find_contacts(query, summary="search contact", priority=new_person)
         by_email = False
         if not contacts and self._with_fields and submission.phone and submission.email:
             contacts = await find_contacts(
-                ContactQuery(phone=None, email=submission.email), summary="search contact by email"
+                ContactQuery(phone=None, email=submission.email),
+                summary="search contact by email",
+                priority=new_person,
             )
             by_email = bool(contacts)
         if not contacts:
@@ -387,6 +421,7 @@ class LeadWorkflow:
                 AmoActivities.add_contact_phone,
                 ContactPhone(contact.id, phone, contact.phone_values),
                 summary="add phone to contact",
+                priority=self._known_lead_priority(),
             )
         except ActivityError as err:
             if failure_type(err) != AmoFailure.REJECTED:
@@ -398,7 +433,11 @@ class LeadWorkflow:
     async def _open_lead_in_pipeline(self, lead_ids: list[int], route: Route) -> Lead | None:
         if not lead_ids:
             return None
-        leads = await read_leads(lead_ids, summary="read the contact's leads")
+        leads = await read_leads(
+            lead_ids,
+            summary="read the contact's leads",
+            priority=priorities.new_person(self._form),
+        )
         open_leads = [lead for lead in leads if lead.is_open]
         if not open_leads:
             return None
@@ -411,19 +450,29 @@ class LeadWorkflow:
         dropped, named in the note, and the lead is created at once without them."""
         self._enter(Step.CREATING)
         while True:
-            contact_id = self._state.contact_id
             try:
-                return await workflow.execute_activity_method(
-                    AmoActivities.create_lead,
-                    self._new_lead(submission, route),
-                    task_queue=AMOCRM_TASK_QUEUE,
-                    start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
-                    retry_policy=WRITE_ONCE,
-                    summary="create lead + contact" if contact_id is None else "create lead",
-                )
+                return await self._write_lead(submission, self._new_lead(submission, route))
             except ActivityError as err:
                 if not self._drop_rejected(err):
                     raise
+
+    async def _write_lead(self, submission: Submission, new_lead: NewLead) -> CreatedLead:
+        """One try: in a batch when a batcher runs, else alone."""
+        if workflow.patched(BATCHED_WRITES_PATCH):
+            created = await batched_create(
+                self._batch_replies, new_lead, submission.form, submission.received_at
+            )
+            if created is not None:
+                return created
+        return await workflow.execute_activity_method(
+            AmoActivities.create_lead,
+            new_lead,
+            task_queue=AMOCRM_TASK_QUEUE,
+            start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
+            retry_policy=WRITE_ONCE,
+            summary="create lead + contact" if new_lead.contact_id is None else "create lead",
+            priority=priorities.new_person(submission.form),
+        )
 
     def _new_lead(self, submission: Submission, route: Route) -> NewLead:
         """A new lead (UTM, form fields, budget, manager) and, if amoCRM lacks one, its contact.
@@ -484,11 +533,22 @@ class LeadWorkflow:
         self._enter(Step.WAITING_RETRY)
 
     async def _add_submission_note(self, submission: Submission) -> None:
-        await add_note_once(
-            LeadNote(self._known_lead_id(), submission_note(submission, self._fields.refused)),
-            note_marker(submission),
-            summary="add submission note",
-        )
+        note = LeadNote(self._known_lead_id(), submission_note(submission, self._fields.refused))
+        priority = priorities.known_lead(submission.form)
+        if workflow.patched(BATCHED_WRITES_PATCH):
+            await add_note_batched(
+                self._batch_replies,
+                note,
+                note_marker(submission),
+                form=submission.form,
+                received_at=submission.received_at,
+                priority=priority,
+                summary="add submission note",
+            )
+        else:
+            await add_note_once(
+                note, note_marker(submission), summary="add submission note", priority=priority
+            )
 
     async def _complete_lead(self, lead: Lead, route: Route) -> None:
         """An open lead gets the form's missing tags and its empty UTM and form fields, in
@@ -497,7 +557,10 @@ class LeadWorkflow:
         if not self._with_fields:
             if missing:
                 await call_amocrm(
-                    AmoActivities.add_lead_tags, LeadTags(lead.id, missing), summary="add form tags"
+                    AmoActivities.add_lead_tags,
+                    LeadTags(lead.id, missing),
+                    summary="add form tags",
+                    priority=self._known_lead_priority(),
                 )
             return
         while True:
@@ -513,6 +576,7 @@ class LeadWorkflow:
                     AmoActivities.update_lead,
                     LeadChange(lead.id, tags_to_add=missing, custom_fields=empty),
                     summary="add form tags and empty fields",
+                    priority=self._known_lead_priority(),
                 )
                 return
             except ActivityError as err:
@@ -522,7 +586,9 @@ class LeadWorkflow:
     async def _main_pipeline_id(self) -> int:
         if self._state.main_pipeline_id is None:
             self._state.main_pipeline_id = await call_amocrm(
-                AmoActivities.main_pipeline_id, summary="find the main pipeline"
+                AmoActivities.main_pipeline_id,
+                summary="find the main pipeline",
+                priority=priorities.BACKGROUND_READS,
             )
         return self._state.main_pipeline_id
 
@@ -555,6 +621,9 @@ class LeadWorkflow:
     def _adopt(self, lead_id: int, route: Route) -> None:
         self._state.lead_id = lead_id
         self._state.lead_route_pipeline_id = route.pipeline_id
+
+    def _known_lead_priority(self) -> Priority:
+        return priorities.known_lead(self._form)
 
     def _known_lead_id(self) -> int:
         assert self._state.lead_id is not None, "a processed submission always has a lead"

@@ -32,6 +32,11 @@ def known_lead(form: str) -> Priority:
     return Priority(priority_key=KNOWN_LEAD, fairness_key=form_key(form))
 
 
+def workflow_of_form(form: str) -> Priority:
+    """A lead workflow's own tasks: the default priority, fair between forms."""
+    return Priority(fairness_key=form_key(form))
+
+
 def batch(level: int, kind: str) -> Priority:
     """A batch mixes forms; its own key keeps it from queueing behind one form's flood."""
     return Priority(priority_key=level, fairness_key=f"batch:{kind}")

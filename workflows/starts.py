@@ -17,6 +17,7 @@ from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityStart, RawWebhook
 from leadrelay.models import LeadStart, LeadState, Submission
 from leadrelay.settings import WORKFLOW_TASK_QUEUE, Settings
+from workflows import priorities
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.batcher import (
     BATCHER_IDS,
@@ -41,6 +42,9 @@ async def deliver_submission(
         start_signal="submit",
         start_signal_args=[submission],
         static_summary=f"Lead {lead_key}",
+        # Its workflow tasks are handed out fairly by form too, so that a flood of bots on
+        # one form does not queue another form's visitors behind every bot's first task.
+        priority=priorities.workflow_of_form(submission.form),
     )
 
 
