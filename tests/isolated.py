@@ -30,6 +30,7 @@ from tests.conftest import SANDBOX_TOKEN
 from tests.support import eventually
 from worker import create_workers
 from workflows.lead import LeadWorkflow
+from workflows.starts import ensure_batchers
 
 DONE_STEPS = (Step.CREATED, Step.UPDATED, Step.DONE)
 
@@ -89,6 +90,7 @@ async def deployment(
         )
         for worker in create_workers(client, settings, amo, http, executor):
             await exits.enter_async_context(worker)
+        await ensure_batchers(client, settings)
         api_url = exits.enter_context(serve_in_thread(app))
         api = await exits.enter_async_context(httpx.AsyncClient(base_url=api_url, timeout=30))
 
