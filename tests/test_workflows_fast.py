@@ -72,6 +72,7 @@ TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 PIPELINE = 10350882
 STATUS = 81854578
 SALE = 142
+LOST = 143
 FORMS_TOML = f"""
 [forms.proftest]
 pipeline_id = {PIPELINE}
@@ -84,6 +85,12 @@ name = "sale"
 pipeline_id = {PIPELINE}
 status_id = {SALE}
 actions = [{{ type = "forward", url = "http://receiver.invalid/events", allow_unsigned = true }}]
+
+[[rules]]
+name = "lost"
+pipeline_id = {PIPELINE}
+status_id = {LOST}
+actions = [{{ type = "note", text = "Сделка проиграна" }}]
 """
 REJECTED = ApplicationError("400: pipeline_id", type="AmoRejected", non_retryable=True)
 
@@ -99,6 +106,8 @@ class AmoDouble:
     searches: int = 0
     # Submission ids (the create's request_id) whose create amoCRM refuses with a 400.
     refuse_creates_of: set[str] = field(default_factory=set)
+    # Lead ids whose notes amoCRM refuses with a 400.
+    refuse_notes_on: set[int] = field(default_factory=set)
     forwards: list[ForwardRequest] = field(default_factory=list)
     windows: list[EventsWindow] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(30_000_001))
@@ -133,6 +142,8 @@ class AmoDouble:
     @activity.defn(name="amocrm.add_lead_note")
     async def add_lead_note(self, note: LeadNote) -> None:
         self.notes.append(note)
+        if note.lead_id in self.refuse_notes_on:
+            raise REJECTED
 
     @activity.defn(name="amocrm.add_lead_tags")
     async def add_lead_tags(self, request: LeadTags) -> None:
@@ -369,14 +380,14 @@ async def test_a_parked_submission_is_retried_then_skipped_and_the_next_goes_on(
 # --- entity workflow -------------------------------------------------------------------
 
 
-def sale_event(lead_id: int, last_modified: int) -> EntityEvent:
+def sale_event(lead_id: int, last_modified: int, status_id: int = SALE) -> EntityEvent:
     return EntityEvent(
-        dedup_key=f"leads:{lead_id}:status:{SALE}:{last_modified}",
+        dedup_key=f"leads:{lead_id}:status:{status_id}:{last_modified}",
         source="webhook:funnel-sale",
         entity="leads",
         action="status",
         entity_id=lead_id,
-        status_id=SALE,
+        status_id=status_id,
         pipeline_id=PIPELINE,
         last_modified=last_modified,
     )
@@ -407,6 +418,38 @@ async def test_webhook_memory_drops_late_duplicates_until_it_expires(
     assert remembered.duplicates_dropped == 1 and remembered.events_handled == 1
     assert forgotten.events_handled == 1 and forgotten.duplicates_dropped == 0
     assert len(amo.forwards) == 2
+
+
+async def test_a_parked_event_is_retried_then_skipped_and_the_next_goes_on(
+    env: WorkflowEnvironment, forms: FormsFile
+) -> None:
+    amo = AmoDouble()
+    lead_id = 26_000_000 + uuid.uuid4().int % 1_000_000
+    amo.leads[lead_id] = Lead(lead_id, "Проигрыш", LOST, PIPELINE)
+    amo.refuse_notes_on = {lead_id}
+    memory = settings(webhook_memory_seconds=3600)
+    lost = sale_event(lead_id, last_modified=1_760_000_000, status_id=LOST)
+    async with workers(env.client, amo, forms):
+        await deliver_entity_event(env.client, memory, lost)
+        await entity_when(env, lost.workflow_id, lambda s: any(
+            a.outcome.startswith("failed (AmoRejected)") for a in s.actions
+        ))  # fmt: skip
+        handle = await current_run(env, lost.workflow_id)
+        await env.sleep(timedelta(days=1))
+        assert len(amo.notes) == 1, "parked: no retries while the operator is away"
+
+        await handle.signal(AmoEntityWorkflow.retry)
+        await entity_when(env, lost.workflow_id, lambda s: len(amo.notes) == 2 and sum(
+            a.outcome.startswith("failed") for a in s.actions
+        ) == 2)  # fmt: skip
+        amo.leads[lead_id].status_id = SALE
+        await deliver_entity_event(env.client, memory, sale_event(lead_id, 1_760_000_100))
+        await handle.signal(AmoEntityWorkflow.skip)
+        final = await result_of(env, handle)
+
+    assert final.events_skipped == 1 and final.events_handled == 1
+    assert [event.dedup_key for event in final.skipped] == [lost.dedup_key]
+    assert len(amo.forwards) == 1, "the next event (a sale) went on after the skip"
 
 
 # --- reconciliation ----------------------------------------------------------------------
