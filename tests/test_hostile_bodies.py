@@ -6,16 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.app import create_app as create_api
 from leadrelay import limits
-from sandbox.server import serve_in_thread
 from tests.conftest import WEBHOOK_TOKEN
 from tests.support import Stack, eventually
 from tests.test_pipeline import leads_of, notes_of, wait_processed
@@ -156,8 +153,10 @@ _JSON_VALUES = st.recursive(
 _FIELDS = st.sampled_from(["phone", "email", "name", "comment", "utmParams", "utm_source", "x"])
 _FORMS = st.dictionaries(_FIELDS | st.text(_CHARS, max_size=8), _JSON_VALUES, max_size=8)
 # Forms with a valid phone, so that the property also walks the accepting path.
+# A few people only: the per-person bound caps what the property can queue for amoCRM.
+FUZZ_PHONES = [f"+77019990{n:03d}" for n in range(4)]
 _VALID_FORMS = st.fixed_dictionaries(
-    {"phone": st.integers(9_000_000, 9_999_999).map(lambda n: f"+7701{n}")},
+    {"phone": st.sampled_from(FUZZ_PHONES)},
     optional={name: _JSON_VALUES for name in ("name", "comment", "utmParams", "email", "quiz")},
 )
 _CONTENT_TYPES = st.sampled_from(
@@ -228,14 +227,23 @@ def _fuzz(api_url: str) -> None:
     assert 202 in statuses["landing"] and 422 in statuses["landing"], statuses
 
 
-async def test_no_body_gets_a_5xx_on_either_ingress_route(stack: Stack, tmp_path: Path) -> None:
-    """Against an API of its own whose Temporal is unreachable: what it accepts waits in
-    its outbox, so hundreds of made-up people never reach the shared worker and sandbox."""
-    settings = stack.settings.model_copy(
-        update={
-            "temporal_address": "127.0.0.1:9",
-            "leadrelay_outbox_path": tmp_path / "outbox.sqlite3",
-        }
-    )
-    with serve_in_thread(create_api(settings)) as url:
-        await asyncio.to_thread(_fuzz, url)
+async def test_no_body_gets_a_5xx_on_either_ingress_route(stack: Stack) -> None:
+    await asyncio.to_thread(_fuzz, stack.api_url)
+
+    # Leave no work behind for the tests that count amoCRM requests.
+    async def all_handled() -> bool:
+        if (await stack.api.get("/healthz")).json()["outbox_depth"]:
+            return False
+        for phone in FUZZ_PHONES:
+            response = await stack.lead_response(phone)
+            if response.status_code == 404:
+                continue
+            view = response.json()
+            handled = (
+                view["submissions_processed"] + view["duplicates_dropped"] + view["dead_lettered"]
+            )
+            if view["submissions_pending"] or handled < view["submissions_seen"]:
+                return False
+        return True
+
+    await eventually(all_handled, within=300, interval=1)
