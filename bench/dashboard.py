@@ -17,7 +17,7 @@ import json
 import math
 import textwrap
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_JSON = REPO / "deploy" / "grafana" / "dashboards" / "leadrelay.json"
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 RATE_WINDOW = "$__rate_interval"
+AXIS_LABELS = {"short": "", "reqps": "requests/s", "s": "seconds"}
+LINE_STYLES = ("-", "--", ":")
 
 Labels = tuple[tuple[str, str], ...]
 Scrape = dict[tuple[str, Labels], float]
@@ -42,6 +44,7 @@ class Series:
     legend: str
     kind: str
     metric: str
+    _: KW_ONLY
     by: tuple[str, ...] = ()
     per_minute: bool = False
     quantile: float = 0.95
@@ -77,6 +80,7 @@ class Panel:
     """Reference lines (a budget), drawn dashed."""
 
 
+SPEED = "leadrelay_speed_to_lead_seconds"
 PANELS: tuple[Panel, ...] = (
     Panel(
         "Leads per minute",
@@ -138,8 +142,8 @@ PANELS: tuple[Panel, ...] = (
         "202 → in amoCRM (speed to lead)",
         "s",
         (
-            Series("p50", "quantile", "leadrelay_speed_to_lead_seconds", ("milestone",), 0.5),
-            Series("p95", "quantile", "leadrelay_speed_to_lead_seconds", ("milestone",), 0.95),
+            Series("p50", "quantile", SPEED, by=("milestone",), quantile=0.5),
+            Series("p95", "quantile", SPEED, by=("milestone",), quantile=0.95),
         ),
         "Seconds from a submission's 202 until its lead (milestone=lead) and its note "
         "(milestone=note) exist in amoCRM.",
@@ -266,6 +270,12 @@ def evaluate(
         else:
             for legend, value in _quantiles(series, increase).items():
                 lines.setdefault(legend, []).append((times[i], value * series.scale))
+    if series.kind == "quantile":
+        # No observation between two scrapes: no value (a gap), as Prometheus gives none.
+        steps = [times[i] for i in range(1, len(times)) if times[i] > times[i - 1]]
+        for legend, points in lines.items():
+            known = dict(points)
+            lines[legend] = [(t, known.get(t, math.nan)) for t in steps]
     return lines
 
 
@@ -312,6 +322,19 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None
     return lower
 
 
+TITLE = "leadrelay — dashboard during a burst"
+
+
+def load_scrapes(path: Path) -> tuple[list[float], list[Scrape], str]:
+    """What `bench.dashboard_burst` saved: the scrape times, the series the panels read."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    scrapes = [
+        {(name, tuple(sorted(labels.items()))): value for name, labels, value in scrape}
+        for scrape in saved["scrapes"]
+    ]
+    return saved["times"], scrapes, saved["notes"]
+
+
 def render(
     times: list[float], scrapes: list[Scrape], path: Path, *, title: str, notes: str = ""
 ) -> None:
@@ -326,11 +349,15 @@ def render(
     figure, axes = plt.subplots(rows, 2, figsize=(14, 3.4 * rows), squeeze=False)
     for panel, ax in zip(PANELS, axes.flat, strict=False):
         drawn = False
-        for series in panel.series:
+        colours: dict[str, str] = {}
+        for style, series in zip(LINE_STYLES, panel.series, strict=False):
             for legend, points in sorted(evaluate(series, elapsed, scrapes).items()):
                 if points:
                     xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, label=legend or series.metric, linewidth=1.6)
+                    # One colour per label value (e.g. milestone), one line style per series.
+                    key = legend.removeprefix(series.legend).strip() or legend
+                    colour = colours.setdefault(key, f"C{len(colours)}")
+                    ax.plot(xs, ys, style, color=colour, label=legend or series.metric, lw=1.6)
                     drawn = True
         for series in panel.thresholds:
             for legend, points in evaluate(series, elapsed, scrapes).items():
@@ -344,7 +371,7 @@ def render(
         ax.set_title(panel.title, fontsize=11, loc="left")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("seconds", fontsize=8)
-        ax.set_ylabel(panel.unit, fontsize=8)
+        ax.set_ylabel(AXIS_LABELS.get(panel.unit, panel.unit), fontsize=8)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8, loc="upper right")
@@ -362,8 +389,16 @@ def render(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__)
     parser.add_argument("--write-json", action="store_true", help=f"write {DASHBOARD_JSON}")
+    parser.add_argument(
+        "--render", type=Path, metavar="SCRAPES", help="redraw a bench/results/dashboard-*.json"
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "dashboard.png")
     args = parser.parse_args(argv)
-    if args.write_json:
+    if args.render:
+        times, scrapes, notes = load_scrapes(args.render)
+        render(times, scrapes, args.out, title=TITLE, notes=notes)
+        print(f"drew {args.out}")
+    elif args.write_json:
         DASHBOARD_JSON.parent.mkdir(parents=True, exist_ok=True)
         DASHBOARD_JSON.write_text(grafana_json(), encoding="utf-8")
         print(f"wrote {DASHBOARD_JSON.relative_to(REPO)}")

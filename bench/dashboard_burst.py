@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench import load
-from bench.dashboard import PANELS, REPO, Scrape, merge_scrapes, parse_scrape, render
+from bench.dashboard import PANELS, REPO, TITLE, Scrape, merge_scrapes, parse_scrape, render
 from bench.stack import BenchStack, StackConfig
 
 PICTURE = REPO / "docs" / "dashboard.png"
@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         scraper.times,
         scraper.scrapes,
         args.out,
-        title="leadrelay — dashboard during a burst",
+        title=TITLE,
         notes=notes,
     )
     RESULTS.mkdir(parents=True, exist_ok=True)

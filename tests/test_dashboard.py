@@ -61,6 +61,9 @@ def test_every_panel_query_is_valid_promql_shape():
             query = series.promql()
             assert query.count("(") == query.count(")"), query
             assert series.metric in query
+            if series.kind == "quantile" and series.legend.startswith("p"):
+                # A line called p50 draws the median.
+                assert f"histogram_quantile({int(series.legend[1:]) / 100:g}," in query
 
 
 def test_the_worker_publishes_the_amocrm_rps_budget():
