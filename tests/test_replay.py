@@ -164,11 +164,6 @@ async def test_record_histories(clean_sandbox: Stack, new_phone: Callable[[], st
     async for run in stack.temporal.list_workflows("WorkflowType='ReconcileWorkflow'"):
         recorded["reconcile-run"] = run.id
 
-    # The lead histories above were first recorded before batching; these are the same
-    # scenarios through the batchers.
-    for name, workflow_id in list(recorded.items()):
-        if name.startswith("lead-"):
-            recorded[f"lead-batched-{name.removeprefix('lead-')}"] = workflow_id
     recorded["batcher-creates"] = BATCHER_IDS[BatchKind.CREATES]
     recorded["batcher-notes"] = BATCHER_IDS[BatchKind.NOTES]
 

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import priorities
     from workflows.amocrm_calls import (
         AMOCRM_ATTEMPT_TIMEOUT,
+        PAGED_READS_PATCH,
         ROUTING_RETRY,
         WRITE_ONCE,
         add_note_once,
@@ -300,13 +301,13 @@ class LeadWorkflow:
 
     async def _process(self, submission: Submission) -> None:
         self._form = submission.form
+        self._decide_patches()
         route = await workflow.execute_local_activity_method(
             RoutingActivities.route_submission,
             submission,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=ROUTING_RETRY,
         )
-        self._with_fields = workflow.patched(FIELDS_PATCH)
         self._fields = await self._prepare_fields(submission) if self._with_fields else LeadFields()
         self._responsible_user_id = route.responsible_user_id if self._with_fields else None
         if await self._update_known_lead(route):
@@ -315,6 +316,17 @@ class LeadWorkflow:
             await self._find_or_create_lead(submission, route)
         await self._add_submission_note(submission)
         self._show_details()
+
+    def _decide_patches(self) -> None:
+        """Patches read after a local activity are decided before it.
+
+        A local activity's result can be recorded in an earlier workflow task than the
+        commands that follow it, but on replay it resolves at once; a patch first read
+        after it would then look for its marker in the wrong task. `workflow.patched`
+        keeps its first answer for the run, so later reads agree with this one.
+        """
+        self._with_fields = workflow.patched(FIELDS_PATCH)
+        workflow.patched(PAGED_READS_PATCH)
 
     async def _prepare_fields(self, submission: Submission) -> LeadFields:
         """The submission's values converted for the account's fields. The worker converts
