@@ -67,11 +67,12 @@ async def test_forty_large_forms_for_one_person_all_reach_amocrm(
             return False
         noted = await _noted_submission_ids(stack, accepted)
         dead = {letter.submission_id for letter in state.dead_letters}
-        return accepted <= noted | dead
+        # A note exists in amoCRM a moment before the workflow counts it as processed.
+        counted = state.submissions_processed + state.dead_lettered == len(accepted)
+        return accepted <= noted | dead and counted
 
     await eventually(every_accepted_form_is_in_amocrm_or_dead_lettered, within=240, interval=2)
     assert state is not None
-    assert state.submissions_processed + state.dead_lettered == len(accepted)
     assert state.runs > 1 or _carried_size(state) < LEAD_PENDING_BYTES * 2
 
 
