@@ -11,9 +11,12 @@ import math
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.amocrm import AmoActivities
@@ -22,10 +25,9 @@ from activities.delivery import DeliveryActivities
 from activities.fields import FieldActivities, FieldCatalogueCache
 from activities.routing import RoutingActivities
 from activities.token_keepalive import TokenKeepAliveActivities
-from amocrm.account import read_account_facts, whole_catalogues
 from amocrm.client import AmoClient
 from amocrm.credentials import token_source
-from amocrm.errors import AmoError
+from leadrelay.custom_fields import CatalogueRequest
 from leadrelay.events import EntityEvent
 from leadrelay.forms import FormsConfig, FormsFile
 from leadrelay.forms_check import check_forms
@@ -34,12 +36,19 @@ from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_Q
 from leadrelay.telemetry import publish_rps_budget, worker_runtime
 from leadrelay.temporal import connect
 from leadrelay.tracing import Tracing
+from workflows.account_check import (
+    ACCOUNT_CHECK_WORKFLOW_ID,
+    AccountCheckWorkflow,
+    AccountRead,
+)
 from workflows.catalog import WORKFLOWS
 from workflows.runner import workflow_runner
 from workflows.schedules import ensure_reconcile_schedule, ensure_token_keepalive_schedule
 from workflows.starts import deliver_entity_event, ensure_batchers, resync_leads_of
 
 FORWARD_TIMEOUT_SECONDS = 20.0
+# The start-up check gives up after this; amoCRM may be down for longer than a worker waits.
+ACCOUNT_CHECK_TIMEOUT = timedelta(hours=1)
 
 
 def amo_client(settings: Settings, tracing: Tracing | None = None) -> AmoClient:
@@ -113,6 +122,9 @@ def create_workers(
             amocrm.update_lead,
             amocrm.add_contact_phone,
             amocrm.read_field_catalogue,
+            amocrm.read_field_catalogue_page,
+            amocrm.read_pipelines,
+            amocrm.read_users_page,
             amocrm.add_lead_note,
             amocrm.main_pipeline_id,
             amocrm.read_current_lead,
@@ -139,19 +151,33 @@ def amocrm_tasks_in_hand(settings: Settings) -> int:
 
 
 async def check_forms_against_account(
-    amo: AmoClient, forms: FormsFile, catalogues: FieldCatalogueCache
+    client: Client, forms: FormsFile, catalogues: FieldCatalogueCache
 ) -> None:
     """Log what the forms file names that the account lacks; never stop the worker over it.
 
-    The catalogues it reads fill the worker's cache, so the first leads need not read them.
+    The reads run as `AccountCheckWorkflow`, on the amoCRM queue and its rate limit. The
+    catalogues they return fill the worker's cache, so the first leads need not read them.
     """
     try:
-        facts = await read_account_facts(amo)
-        problems = check_forms(forms.current(), facts)
-    except (AmoError, OSError, ValueError) as err:
-        logging.warning("forms file not checked against amoCRM: %s", err)
+        config = forms.current()
+        wanted = [
+            CatalogueRequest(entity, field_ids)
+            for entity, field_ids in config.mapped_field_ids().items()
+            if field_ids
+        ]
+        snapshot = await client.execute_workflow(
+            AccountCheckWorkflow.run,
+            AccountRead(wanted),
+            id=ACCOUNT_CHECK_WORKFLOW_ID,
+            task_queue=WORKFLOW_TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            execution_timeout=ACCOUNT_CHECK_TIMEOUT,
+        )
+        problems = check_forms(config, snapshot.facts())
+    except (WorkflowFailureError, RPCError, OSError, ValueError) as err:
+        logging.warning("forms file not checked against amoCRM: %s", err.__cause__ or err)
         return
-    for catalogue in whole_catalogues(facts):
+    for catalogue in snapshot.catalogues:
         catalogues.install(catalogue)
     for problem in problems:
         logging.warning("forms file: %s", problem)
@@ -196,7 +222,9 @@ async def main() -> None:
             for worker in create_workers(client, settings, amo, http, executor, catalogues):
                 await running.enter_async_context(worker)
             forms = FormsFile(settings.leadrelay_forms)
-            startup_check = asyncio.create_task(check_forms_against_account(amo, forms, catalogues))
+            startup_check = asyncio.create_task(
+                check_forms_against_account(client, forms, catalogues)
+            )
             logging.info(
                 "worker polling %s, %s and %s (amoCRM limit %.1f req/s)",
                 WORKFLOW_TASK_QUEUE,

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from amocrm.account import all_pages
 from amocrm.client import AmoClient
 from amocrm.errors import (
     AmoAuthError,
@@ -31,13 +30,14 @@ from amocrm.models import (
     LeadChange,
     MultitextValue,
     NewLead,
+    Pipeline,
     Rejection,
     complex_item,
     parse_lead,
     rejected_parts,
 )
 from leadrelay.contact import national_digits, same_phone
-from leadrelay.custom_fields import CatalogueRequest, FieldCatalogue
+from leadrelay.custom_fields import CatalogueRequest, CustomField, FieldCatalogue
 from leadrelay.events import RECONCILIATION, EntityEvent
 from webhooks.decoder import WebhookEvent
 from webhooks.entity_events import entity_event
@@ -91,6 +91,26 @@ class LeadsRead:
 class LeadsPage:
     leads: list[Lead]
     next_page: str | None
+
+
+@dataclass
+class CataloguePageRead:
+    request: CatalogueRequest
+    page: int = 1
+
+
+@dataclass
+class CataloguePage:
+    """The requested fields found on one page of a catalogue, and the next page's number."""
+
+    fields: list[CustomField]
+    next_page: int | None
+
+
+@dataclass
+class UsersPage:
+    user_ids: list[int]
+    next_page: int | None
 
 
 @dataclass
@@ -281,15 +301,30 @@ class AmoActivities:
         phones = [*request.current, MultitextValue(request.phone, "MOB")]
         await self._call(self._client.set_contact_phones(request.contact_id, phones))
 
+    @activity.defn(name="amocrm.read_field_catalogue_page")
+    async def read_field_catalogue_page(self, read: CataloguePageRead) -> CataloguePage:
+        """The requested fields on one page (250) of an entity's catalogue."""
+        request = read.request
+        found, more = await self._call(self._client.custom_fields_page(request.entity, read.page))
+        wanted = set(request.field_ids)
+        fields = [custom_field for custom_field in found if custom_field.id in wanted]
+        return CataloguePage(fields, read.page + 1 if more else None)
+
     @activity.defn(name="amocrm.read_field_catalogue")
     async def read_field_catalogue(self, request: CatalogueRequest) -> FieldCatalogue:
-        """The requested fields of an entity's catalogue; one request per 250 fields."""
-        catalogue = await self._call(
-            all_pages(lambda page: self._client.custom_fields_page(request.entity, page))
-        )
-        wanted = set(request.field_ids)
-        found = [custom_field for custom_field in catalogue if custom_field.id in wanted]
-        return FieldCatalogue(request.entity, found, covers=sorted(wanted))
+        """The first page only; workflows recorded before catalogue paging still call it."""
+        page = await self.read_field_catalogue_page(CataloguePageRead(request))
+        return FieldCatalogue(request.entity, page.fields, covers=sorted(set(request.field_ids)))
+
+    @activity.defn(name="amocrm.read_pipelines")
+    async def read_pipelines(self) -> list[Pipeline]:
+        return await self._call(self._client.pipelines())
+
+    @activity.defn(name="amocrm.read_users_page")
+    async def read_users_page(self, page: int) -> UsersPage:
+        """The ids of one page (250) of the account's users, and the next page's number."""
+        users, more = await self._call(self._client.users_page(page))
+        return UsersPage([user.id for user in users], page + 1 if more else None)
 
     @activity.defn(name="amocrm.add_lead_note")
     async def add_lead_note(self, request: LeadNote) -> None:

@@ -3,8 +3,8 @@
 `prepare_fields` is a local activity on the workflow worker: it makes no amoCRM request. It
 converts with the catalogues this worker process holds. When one is missing or older than
 `LEADRELAY_FIELD_CATALOGUE_TTL_SECONDS`, it answers with what must be read; the workflow
-reads it through the rate-limited amoCRM queue (`AmoActivities.read_field_catalogue`) and
-hands it back, and the cache keeps it for the next submissions.
+reads it through the rate-limited amoCRM queue, a page an activity, and hands it back, and
+the cache keeps it for the next submissions.
 """
 
 from __future__ import annotations

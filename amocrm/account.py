@@ -1,7 +1,8 @@
 """What the forms file may refer to in the account: pipelines, field catalogues and users.
 
-Four requests in all (one more per further page of 250 fields or users), through the
-client's pacer. The worker's start-up check and `check-forms` use it.
+Four requests in all (one more per further page of 250 fields or users), sent directly
+through the client's pacer, not the amoCRM task queue: `check-forms` uses it. The worker's
+start-up check reads the same on the queue (workflows/account_check.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from amocrm.client import AmoClient
-from leadrelay.custom_fields import CustomField, FieldCatalogue, FieldEntity
+from leadrelay.custom_fields import CustomField, FieldEntity
 from leadrelay.forms_check import AccountFacts
 
 T = TypeVar("T")
@@ -30,14 +31,6 @@ async def read_account_facts(client: AmoClient) -> AccountFacts:
         fields=fields,
         user_ids={user.id for user in users},
     )
-
-
-def whole_catalogues(facts: AccountFacts) -> list[FieldCatalogue]:
-    """Both catalogues, complete, to fill a worker's cache."""
-    return [
-        FieldCatalogue(entity, list(fields.values()), covers=None)
-        for entity, fields in facts.fields.items()
-    ]
 
 
 async def all_pages(read: Callable[[int], Awaitable[tuple[list[T], bool]]]) -> list[T]:

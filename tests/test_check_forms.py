@@ -14,10 +14,12 @@ import httpx
 import pytest
 
 from activities.fields import FieldCatalogueCache
-from amocrm.client import AmoClient
 from leadrelay.forms import FormsFile
+from leadrelay.settings import AMOCRM_TASK_QUEUE
 from tests.conftest import SANDBOX_TOKEN
+from tests.support import Stack
 from worker import check_forms_against_account
+from workflows.account_check import ACCOUNT_CHECK_WORKFLOW_ID
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -120,34 +122,44 @@ def test_a_bad_forms_file_lists_everything_the_account_lacks(
 
 
 async def test_the_worker_logs_problems_at_start_and_fills_its_cache(
-    sandbox_url: str,
-    control: httpx.Client,
-    tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    clean_sandbox: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    stack = clean_sandbox
     forms = tmp_path / "forms.toml"
     forms.write_text(BAD_FORMS, encoding="utf-8")
     cache = FieldCatalogueCache(ttl_seconds=600)
+    since = time.time()
 
     with caplog.at_level(logging.INFO):
-        async with AmoClient(sandbox_url, SANDBOX_TOKEN, requests_per_second=5) as amo:
-            await check_forms_against_account(amo, FormsFile(forms), cache)
+        await check_forms_against_account(stack.temporal, FormsFile(forms), cache)
 
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("forms file")]
     assert logged == [f"forms file: {problem}" for problem in BAD_FORMS_PROBLEMS]
     assert cache.knows("leads", [600100, 600199]) and cache.knows("contacts", [700300])
     assert cache.lookup("leads", 600100) is not None
+    # Every read was an activity on the rate-limited amoCRM queue, one request each.
+    history = await stack.temporal.get_workflow_handle(ACCOUNT_CHECK_WORKFLOW_ID).fetch_history()
+    reads = [
+        event.activity_task_scheduled_event_attributes
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert {read.task_queue.name for read in reads} == {AMOCRM_TASK_QUEUE}
+    assert len(reads) == len(await stack.sandbox_requests(since)) == 4
 
 
 async def test_the_worker_starts_even_when_amocrm_cannot_be_read(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clean_sandbox: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    stack = clean_sandbox
     forms = tmp_path / "forms.toml"
     forms.write_text(BAD_FORMS, encoding="utf-8")
     cache = FieldCatalogueCache(ttl_seconds=600)
+    await stack.set_faults(
+        fail_next=[{"method": "GET", "path_prefix": "/api/v4/leads/pipelines", "status": 401}]
+    )
 
-    async with AmoClient("http://127.0.0.1:9", SANDBOX_TOKEN, requests_per_second=5) as amo:
-        await check_forms_against_account(amo, FormsFile(forms), cache)
+    await check_forms_against_account(stack.temporal, FormsFile(forms), cache)
 
     assert "forms file not checked against amoCRM" in caplog.text
     assert not cache.knows("leads", [600100])

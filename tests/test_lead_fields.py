@@ -417,6 +417,35 @@ async def test_a_field_or_manager_amocrm_refuses_is_dropped_and_the_lead_still_c
     assert "- Ответственный: «5999» (amoCRM отклонил)" in note
 
 
+async def test_a_catalogue_longer_than_a_page_is_read_one_request_per_activity(
+    fields_stack: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = fields_stack
+    await stack.restart_workers()  # a cold field-catalogue cache: the workflow reads it
+    await stack.set_faults(page_size=3)
+    phone = new_phone()
+    since = time.time()
+    try:
+        await post(stack, "course", {"phone": phone, "course": "Python", "city": "Алматы"})
+        lead, contact, _ = await lead_and_contact(stack, phone)
+    finally:
+        await stack.set_faults(page_size=None)
+
+    assert fields_by_id(lead)[COURSE_FIELD_ID] == [{"value": "Python"}]
+    assert fields_by_id(contact)[CITY_FIELD_ID] == [{"value": "Алматы"}]
+    reads = [r for r in await stack.sandbox_requests(since) if r["path"] in CATALOGUE_READS]
+    history = await stack.temporal.get_workflow_handle(f"lead-{phone}").fetch_history()
+    activities = [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    pages = {entity: sum(r["path"] == f"/api/v4/{entity}/custom_fields" for r in reads)
+             for entity in ("leads", "contacts")}  # fmt: skip
+    assert pages["leads"] >= 5 and pages["contacts"] >= 2, pages  # 14 and 4 fields, 3 a page
+    assert activities.count("amocrm.read_field_catalogue_page") == len(reads)
+
+
 async def test_managers_are_spread_by_contact_key_and_a_returning_person_keeps_theirs(
     fields_stack: Stack, new_phone: Callable[[], str]
 ) -> None:

@@ -18,15 +18,19 @@ from pathlib import Path
 import pytest
 from temporalio.client import ScheduleOverlapPolicy
 
+from activities.fields import FieldCatalogueCache
 from api.intake import build_submission
 from cli.replay import load_history, replay
 from leadrelay.events import RawWebhook, entity_workflow_id
+from leadrelay.forms import FormsFile
 from tests.conftest import WEBHOOK_TOKEN
 from tests.support import Stack
 from tests.test_faults import wait_all_processed
 from tests.test_lead_fields import COURSE_FIELD_ID, FIELDS_FORMS, email_of
 from tests.test_pipeline import PROFTEST_BODY, wait_processed
 from tests.test_webhooks import move_lead, new_express_lead, subscribe_hook, wait_handled
+from worker import check_forms_against_account
+from workflows.account_check import ACCOUNT_CHECK_WORKFLOW_ID
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.batcher import BATCHER_IDS, BatchKind
 from workflows.catalog import WORKFLOWS
@@ -213,5 +217,16 @@ async def record_field_scenarios(
         await stack.api.post("/api/landing/course", json={"phone": refused, "course": "Go"})
         await wait_processed(stack, refused, 1)
         recorded["lead-field-rejected-then-created-without-it"] = f"lead-{refused}"
+
+        await stack.restart_workers()
+        await stack.set_faults(page_size=3)  # each catalogue is read in several pages
+        paged = new_phone()
+        await stack.api.post("/api/landing/course", json={"phone": paged, "city": "Алматы"})
+        await wait_processed(stack, paged, 1)
+        recorded["lead-fields-catalogue-pages"] = f"lead-{paged}"
+        forms = FormsFile(stack.forms_path)
+        await check_forms_against_account(stack.temporal, forms, FieldCatalogueCache(600))
+        await stack.set_faults(page_size=None)
+        recorded["account-check"] = ACCOUNT_CHECK_WORKFLOW_ID
     finally:
         await asyncio.to_thread(stack.forms_path.write_text, stack.forms_text, encoding="utf-8")

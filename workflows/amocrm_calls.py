@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.amocrm import (
         AmoActivities,
         AmoFailure,
+        CataloguePageRead,
         ContactQuery,
         ContactSearch,
         LeadNote,
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from amocrm.models import Contact, Lead, Rejection
     from leadrelay.bounded import cut_text
+    from leadrelay.custom_fields import CatalogueRequest, CustomField, FieldCatalogue
     from leadrelay.limits import AMOCRM_PAGES_MAX, ERROR_MESSAGE_CHARS
     from leadrelay.models import LeadError
     from leadrelay.settings import AMOCRM_TASK_QUEUE
@@ -36,6 +38,7 @@ T = TypeVar("T")
 A = TypeVar("A")
 W = TypeVar("W")
 F = TypeVar("F")
+C = TypeVar("C")
 
 AMOCRM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -76,29 +79,43 @@ async def call_amocrm(
 PAGED_READS_PATCH = "paged-reads"
 
 
+async def read_pages(
+    read: Callable[[C | None, int], Awaitable[tuple[list[T], C | None]]],
+) -> list[T]:
+    """A list amoCRM pages, one activity a page, at most `AMOCRM_PAGES_MAX` pages.
+
+    `read(cursor, page_number)` reads the page at `cursor` (None: the first) and gives its
+    items and the next page's cursor (None: the last page)."""
+    items: list[T] = []
+    cursor: C | None = None
+    for page_number in range(1, AMOCRM_PAGES_MAX + 1):
+        found, cursor = await read(cursor, page_number)
+        items.extend(found)
+        if cursor is None:
+            return items
+    workflow.logger.warning("a list longer than %d pages was read only so far", AMOCRM_PAGES_MAX)
+    return items
+
+
 async def find_contacts(
     query: ContactQuery, *, summary: str, priority: Priority = Priority.default
 ) -> list[Contact]:
-    """The person's contacts, page after page (one request each), at most
-    `AMOCRM_PAGES_MAX` pages."""
+    """The person's contacts, page after page (one request each)."""
     if not workflow.patched(PAGED_READS_PATCH):
         return await call_amocrm(
             AmoActivities.search_contacts, query, summary=summary, priority=priority
         )
-    found: list[Contact] = []
-    search = ContactSearch(query)
-    for page_number in range(1, AMOCRM_PAGES_MAX + 1):
-        page = await call_amocrm(
+
+    async def page(next_page: str | None, page_number: int) -> tuple[list[Contact], str | None]:
+        found = await call_amocrm(
             AmoActivities.search_contacts_page,
-            search,
+            ContactSearch(query, next_page),
             summary=_paged(summary, page_number),
             priority=priority,
         )
-        found.extend(page.contacts)
-        if page.next_page is None:
-            break
-        search = ContactSearch(query, page.next_page)
-    return found
+        return found.contacts, found.next_page
+
+    return await read_pages(page)
 
 
 async def read_leads(
@@ -109,20 +126,35 @@ async def read_leads(
         return await call_amocrm(
             AmoActivities.read_leads, lead_ids, summary=summary, priority=priority
         )
-    leads: list[Lead] = []
-    read = LeadsRead(lead_ids)
-    for page_number in range(1, AMOCRM_PAGES_MAX + 1):
-        page = await call_amocrm(
+
+    async def page(next_page: str | None, page_number: int) -> tuple[list[Lead], str | None]:
+        found = await call_amocrm(
             AmoActivities.read_leads_page,
-            read,
+            LeadsRead(lead_ids, next_page),
             summary=_paged(summary, page_number),
             priority=priority,
         )
-        leads.extend(page.leads)
-        if page.next_page is None:
-            break
-        read = LeadsRead(lead_ids, page.next_page)
-    return leads
+        return found.leads, found.next_page
+
+    return await read_pages(page)
+
+
+async def read_field_catalogue(
+    request: CatalogueRequest, *, priority: Priority = Priority.default
+) -> FieldCatalogue:
+    """The requested fields of an entity's catalogue, page after page."""
+
+    async def page(number: int | None, page_number: int) -> tuple[list[CustomField], int | None]:
+        found = await call_amocrm(
+            AmoActivities.read_field_catalogue_page,
+            CataloguePageRead(request, number or 1),
+            summary=_paged(f"read {request.entity} field catalogue", page_number),
+            priority=priority,
+        )
+        return found.fields, found.next_page
+
+    fields = await read_pages(page)
+    return FieldCatalogue(request.entity, fields, covers=sorted(set(request.field_ids)))
 
 
 def _paged(summary: str, page_number: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workflows.account_check import AccountCheckWorkflow
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.batcher import AmoBatcherWorkflow
 from workflows.lead import LeadWorkflow
@@ -16,4 +17,5 @@ WORKFLOWS: list[type] = [
     ReconcileWorkflow,
     TokenKeepAliveWorkflow,
     AmoBatcherWorkflow,
+    AccountCheckWorkflow,
 ]

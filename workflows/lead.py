@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from leadrelay import search_attributes as sa
     from leadrelay.bounded import cut_submission, cut_text
     from leadrelay.contact import KeyKind, key_kind
-    from leadrelay.custom_fields import FieldCatalogue, RefusedValue
+    from leadrelay.custom_fields import CatalogueRequest, FieldCatalogue, RefusedValue
     from leadrelay.lead_fields import LeadFields
     from leadrelay.limits import (
         DEAD_LETTERS_KEPT,
@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         failure_type,
         find_contacts,
         lead_error,
+        read_field_catalogue,
         read_leads,
         rejection_of,
         write_once,
@@ -102,6 +103,9 @@ CREATE_REFUSAL_PATCH = "create-write-once"
 FIELDS_PATCH = "fields-and-one-contact"
 # Creates and submission notes go through the batchers (workflows/batcher.py).
 BATCHED_WRITES_PATCH = "batched-writes"
+# Workflows recorded before a field catalogue was read a page an activity replay the one
+# activity that read every page.
+CATALOGUE_PAGES_PATCH = "catalogue-pages"
 RESPONSIBLE_LABEL = "Ответственный"
 
 
@@ -327,6 +331,7 @@ class LeadWorkflow:
         """
         self._with_fields = workflow.patched(FIELDS_PATCH)
         workflow.patched(PAGED_READS_PATCH)
+        workflow.patched(CATALOGUE_PAGES_PATCH)
 
     async def _prepare_fields(self, submission: Submission) -> LeadFields:
         """The submission's values converted for the account's fields. The worker converts
@@ -343,13 +348,7 @@ class LeadWorkflow:
                 return prepared.fields
             try:
                 catalogues = [
-                    await call_amocrm(
-                        AmoActivities.read_field_catalogue,
-                        needed,
-                        summary=f"read {needed.entity} field catalogue",
-                        priority=priorities.BACKGROUND_READS,
-                    )
-                    for needed in prepared.catalogues_needed
+                    await self._read_catalogue(needed) for needed in prepared.catalogues_needed
                 ]
             except ActivityError as err:
                 if failure_type(err) not in AmoFailure.NON_RETRYABLE:
@@ -357,6 +356,16 @@ class LeadWorkflow:
                 # The fields are optional: without a catalogue, the note alone carries them.
                 workflow.logger.warning("no field catalogue for %s: %s", submission.form, err)
                 return LeadFields()
+
+    async def _read_catalogue(self, needed: CatalogueRequest) -> FieldCatalogue:
+        if workflow.patched(CATALOGUE_PAGES_PATCH):
+            return await read_field_catalogue(needed, priority=priorities.BACKGROUND_READS)
+        return await call_amocrm(
+            AmoActivities.read_field_catalogue,
+            needed,
+            summary=f"read {needed.entity} field catalogue",
+            priority=priorities.BACKGROUND_READS,
+        )
 
     async def _update_known_lead(self, route: Route) -> bool:
         """A later submission: update the lead this workflow knows, if it is still open."""
