@@ -52,11 +52,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import (
         Inbox,
         Offered,
-        continue_as_new_if_due,
         continue_as_new_now,
         history_is_full,
+        next_run,
     )
-    from workflows.parking import Decision, Handled, Parking
+    from workflows.parking import OperatorSignals, Parking
 
 # The downstream must hear about a sale however long it is down.
 FORWARD_RETRY = RetryPolicy(
@@ -89,7 +89,7 @@ ACTIONS_KEPT = 50
 
 
 @workflow.defn
-class AmoEntityWorkflow:
+class AmoEntityWorkflow(OperatorSignals):
     @workflow.init
     def __init__(self, start: EntityStart) -> None:
         self._state = start.carried or EntityState(start.entity, start.entity_id)
@@ -106,37 +106,21 @@ class AmoEntityWorkflow:
 
     @workflow.run
     async def run(self, start: EntityStart) -> EntityState:
-        handled_this_run = 0
         while True:
             event = await self._inbox.next(self._memory, wake_also=history_is_full)
             if event is None:
                 if history_is_full():  # repeated deliveries alone can fill it
-                    await self._continue_as_new(start)
+                    await continue_as_new_now(next_run(start, self._state))
                 break
-            handled = await self._parking.handle(
+            await self._parking.take_turn(
                 functools.partial(self._handle, event),
                 functools.partial(self._park, event),
+                functools.partial(self._finish, event),
                 parked=self._state.parked_event_key == event.dedup_key,
-                give_way=history_is_full,
-            )
-            if handled is Handled.INTERRUPTED:
-                await self._continue_as_new(start)  # the parked event travels along
-            self._state.parked_event_key = None
-            self._inbox.done(event)
-            if handled is Handled.SKIPPED:
-                self._set_aside(event)
-            else:
-                self._state.events_handled += 1
-            handled_this_run += 1
-            carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-            await continue_as_new_if_due(
-                handled_this_run, EVENTS_PER_RUN, dataclasses.replace(start, carried=carried)
+                next_run=lambda: next_run(start, self._state),
+                per_run=EVENTS_PER_RUN,
             )
         return self._state
-
-    async def _continue_as_new(self, start: EntityStart) -> None:
-        carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-        await continue_as_new_now(dataclasses.replace(start, carried=carried))
 
     @workflow.signal
     def event(self, event: EntityEvent) -> None:
@@ -150,16 +134,6 @@ class AmoEntityWorkflow:
                 "%s: event %s refused", workflow.info().workflow_id, event.dedup_key
             )
 
-    @workflow.signal
-    def retry(self) -> None:
-        """Try the parked event again, e.g. after the forms file was fixed."""
-        self._parking.decide(Decision.RETRY)
-
-    @workflow.signal
-    def skip(self) -> None:
-        """Set the parked event aside (kept in `skipped`) and go on with the next one."""
-        self._parking.decide(Decision.SKIP)
-
     @workflow.query
     def state(self) -> EntityState:
         return self._state
@@ -170,6 +144,14 @@ class AmoEntityWorkflow:
         outcome = f"{Outcome.FAILED} ({failure_type(err)}): {err.cause or err}"
         self._record(event, WHOLE_EVENT, WHOLE_EVENT, outcome)
         workflow.logger.error("%s needs an operator: %s", workflow.info().workflow_id, err)
+
+    def _finish(self, event: EntityEvent, done: bool) -> None:
+        self._state.parked_event_key = None
+        self._inbox.done(event)
+        if done:
+            self._state.events_handled += 1
+        else:
+            self._set_aside(event)
 
     def _set_aside(self, event: EntityEvent) -> None:
         self._state.skipped.append(_without_item(event))

@@ -9,14 +9,19 @@ not fit even cut is refused (the workflow dead-letters or counts it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from temporalio import workflow
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Item = TypeVar("Item")
+Start = TypeVar("Start", bound="DataclassInstance")
 
 
 class Offered(StrEnum):
@@ -30,6 +35,11 @@ async def continue_as_new_if_due(handled_this_run: int, limit: int, next_input: 
     """Start afresh before the history grows large; the state travels in `next_input`."""
     if handled_this_run >= limit or history_is_full():
         await continue_as_new_now(next_input)
+
+
+def next_run(start: Start, state: Any) -> Start:
+    """The next run's input: this run's `start` carrying `state`, with one more run counted."""
+    return dataclasses.replace(start, carried=dataclasses.replace(state, runs=state.runs + 1))
 
 
 async def continue_as_new_now(next_input: Any) -> None:

@@ -8,7 +8,6 @@ lead it already knows instead of searching amoCRM again.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from datetime import timedelta
 from typing import assert_never
@@ -78,12 +77,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import (
         Inbox,
         Offered,
-        continue_as_new_if_due,
         continue_as_new_now,
         history_is_full,
+        next_run,
         payload_size,
     )
-    from workflows.parking import Decision, Handled, Parking
+    from workflows.parking import OperatorSignals, Parking
 
 # Created leads are counted by the create activity (leadrelay_leads_created).
 LEAD_OUTCOMES = {
@@ -110,7 +109,7 @@ RESPONSIBLE_LABEL = "Ответственный"
 
 
 @workflow.defn
-class LeadWorkflow:
+class LeadWorkflow(OperatorSignals):
     @workflow.init
     def __init__(self, start: LeadStart) -> None:
         self._state = start.carried or LeadState(lead_key=start.lead_key)
@@ -135,7 +134,6 @@ class LeadWorkflow:
     @workflow.run
     async def run(self, start: LeadStart) -> LeadState:
         self._enter(self._state.step)
-        processed_this_run = 0
         while True:
             submission = await self._inbox.next(
                 self._quiet_window,
@@ -146,32 +144,18 @@ class LeadWorkflow:
                 continue
             if submission is None:
                 if history_is_full():  # repeats alone can fill it: they are events too
-                    await self._continue_as_new(start)
+                    await continue_as_new_now(next_run(start, self._state))
                 break
-            handled = await self._parking.handle(
+            await self._parking.take_turn(
                 functools.partial(self._process, submission),
                 functools.partial(self._park, submission),
+                functools.partial(self._finish, submission),
                 parked=self._state.parked_submission_id == submission.submission_id,
-                give_way=history_is_full,
+                next_run=lambda: next_run(start, self._state),
+                per_run=start.submissions_per_run,
             )
-            if handled is Handled.INTERRUPTED:
-                await self._continue_as_new(start)  # the parked submission travels along
-            self._state.parked_submission_id = None
-            self._inbox.done(submission)
-            if handled is Handled.SKIPPED:
-                self._set_aside(submission)
-            else:
-                self._state.submissions_processed += 1
-            processed_this_run += 1
-            carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-            next_run = dataclasses.replace(start, carried=carried)
-            await continue_as_new_if_due(processed_this_run, start.submissions_per_run, next_run)
         self._enter(Step.DONE)
         return self._state
-
-    async def _continue_as_new(self, start: LeadStart) -> None:
-        carried = dataclasses.replace(self._state, runs=self._state.runs + 1)
-        await continue_as_new_now(dataclasses.replace(start, carried=carried))
 
     @workflow.signal
     def submit(self, submission: Submission) -> None:
@@ -189,16 +173,6 @@ class LeadWorkflow:
     def batch_answer(self, answer: BatchAnswer) -> None:
         """A batcher's answer to a create or a note this workflow asked for."""
         self._batch_replies.receive(answer)
-
-    @workflow.signal
-    def retry(self) -> None:
-        """Try the parked submission again, e.g. after the forms file or token was fixed."""
-        self._parking.decide(Decision.RETRY)
-
-    @workflow.signal
-    def skip(self) -> None:
-        """Set the parked submission aside (kept in `skipped`) and go on with the next one."""
-        self._parking.decide(Decision.SKIP)
 
     @workflow.signal
     def resync(self) -> None:
@@ -288,6 +262,14 @@ class LeadWorkflow:
         self._state.last_error = lead_error(err, submission_id=submission.submission_id)
         self._enter(Step.FAILED)
         workflow.logger.error("lead %s needs an operator: %s", self._state.lead_key, err)
+
+    def _finish(self, submission: Submission, done: bool) -> None:
+        self._state.parked_submission_id = None
+        self._inbox.done(submission)
+        if done:
+            self._state.submissions_processed += 1
+        else:
+            self._set_aside(submission)
 
     def _set_aside(self, submission: Submission) -> None:
         state = self._state
