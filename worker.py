@@ -75,10 +75,7 @@ def create_workers(
     catalogues: FieldCatalogueCache | None = None,
 ) -> list[Worker]:
     forms = FormsFile(settings.leadrelay_forms)
-    routing = RoutingActivities(forms)
-    fields = FieldActivities(
-        forms, catalogues or FieldCatalogueCache(settings.leadrelay_field_catalogue_ttl_seconds)
-    )
+    catalogues = catalogues or FieldCatalogueCache(settings.leadrelay_field_catalogue_ttl_seconds)
     amocrm = AmoActivities(amo, phone_region=settings.leadrelay_phone_region)
 
     async def deliver_event(event: EntityEvent) -> None:
@@ -90,14 +87,6 @@ def create_workers(
     delivery = DeliveryActivities(settings, http, deliver_event, resync_leads)
     batches = AmoBatchActivities(amo)
     keepalive = TokenKeepAliveActivities(amo)
-    workflow_worker = Worker(
-        client,
-        task_queue=WORKFLOW_TASK_QUEUE,
-        workflows=WORKFLOWS,
-        workflow_runner=workflow_runner(),
-        activities=[routing.route_submission, routing.plan_actions, fields.prepare_fields],
-        activity_executor=executor,
-    )
     io_worker = Worker(
         client,
         task_queue=IO_TASK_QUEUE,
@@ -139,7 +128,23 @@ def create_workers(
         max_task_queue_activities_per_second=settings.amocrm_rps,
         max_concurrent_activities=amocrm_tasks_in_hand(settings),
     )
-    return [workflow_worker, amocrm_worker, io_worker]
+    return [workflow_worker(client, forms, catalogues, executor), amocrm_worker, io_worker]
+
+
+def workflow_worker(
+    client: Client, forms: FormsFile, catalogues: FieldCatalogueCache, executor: ThreadPoolExecutor
+) -> Worker:
+    """Every workflow, and the local activities they run: routing and field conversion."""
+    routing = RoutingActivities(forms)
+    fields = FieldActivities(forms, catalogues)
+    return Worker(
+        client,
+        task_queue=WORKFLOW_TASK_QUEUE,
+        workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
+        activities=[routing.route_submission, routing.plan_actions, fields.prepare_fields],
+        activity_executor=executor,
+    )
 
 
 def amocrm_tasks_in_hand(settings: Settings) -> int:

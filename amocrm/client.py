@@ -312,19 +312,20 @@ class AmoClient:
         self, entity: FieldEntity, page: int = 1
     ) -> tuple[list[CustomField], bool]:
         """One page (250) of the entity's field catalogue, and whether more follow."""
-        body = await self._request(
-            "GET",
-            f"/api/v4/{entity}/custom_fields",
-            params={"limit": str(LIST_PAGE_SIZE), "page": str(page)},
+        found, more = await self._list_page(
+            f"/api/v4/{entity}/custom_fields", "custom_fields", page
         )
-        fields = [parse_custom_field(raw) for raw in _embedded(body, "custom_fields")]
-        return fields, _has_next(body)
+        return [parse_custom_field(raw) for raw in found], more
 
     async def users_page(self, page: int = 1) -> tuple[list[AccountUser], bool]:
+        found, more = await self._list_page("/api/v4/users", "users", page)
+        return [parse_user(raw) for raw in found], more
+
+    async def _list_page(self, path: str, key: str, page: int) -> tuple[list[dict[str, Any]], bool]:
         body = await self._request(
-            "GET", "/api/v4/users", params={"limit": str(LIST_PAGE_SIZE), "page": str(page)}
+            "GET", path, params={"limit": str(LIST_PAGE_SIZE), "page": str(page)}
         )
-        return [parse_user(raw) for raw in _embedded(body, "users")], _has_next(body)
+        return _embedded(body, key), _has_next(body)
 
     # --- auth -----------------------------------------------------------------
 

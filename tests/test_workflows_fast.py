@@ -50,8 +50,7 @@ from activities.amocrm import (
     LeadsRead,
     LeadTags,
 )
-from activities.fields import FieldActivities, FieldCatalogueCache
-from activities.routing import RoutingActivities
+from activities.fields import FieldCatalogueCache
 from amocrm.models import Contact, CreatedLead, Lead, LeadChange, NewLead
 from leadrelay import search_attributes
 from leadrelay.contact import lead_workflow_id
@@ -60,11 +59,10 @@ from leadrelay.forms import FormsFile
 from leadrelay.models import LeadStart, LeadState, Step, Submission
 from leadrelay.payloads import DATA_CONVERTER
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
+from worker import workflow_worker
 from workflows.amocrm_entity import AmoEntityWorkflow
-from workflows.catalog import WORKFLOWS
 from workflows.lead import LeadWorkflow
 from workflows.reconcile import ReconcileInput, ReconcileWorkflow
-from workflows.runner import workflow_runner
 from workflows.schedules import LOOKBACK_FACTOR, reconcile_schedule
 from workflows.starts import deliver_entity_event, deliver_submission
 
@@ -215,18 +213,9 @@ def forms(tmp_path: Path) -> FormsFile:
 
 @asynccontextmanager
 async def workers(client: Client, amo: AmoDouble, forms: FormsFile) -> AsyncIterator[None]:
-    routing = RoutingActivities(forms)
-    fields = FieldActivities(forms, FieldCatalogueCache(ttl_seconds=3600))
     with ThreadPoolExecutor(max_workers=2) as executor:
         async with (
-            Worker(
-                client,
-                task_queue=WORKFLOW_TASK_QUEUE,
-                workflows=WORKFLOWS,
-                workflow_runner=workflow_runner(),
-                activities=[routing.route_submission, routing.plan_actions, fields.prepare_fields],
-                activity_executor=executor,
-            ),
+            workflow_worker(client, forms, FieldCatalogueCache(ttl_seconds=3600), executor),
             Worker(client, task_queue=AMOCRM_TASK_QUEUE, activities=amo.amocrm_activities()),
             Worker(
                 client,

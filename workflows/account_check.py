@@ -56,13 +56,11 @@ class AccountCheckWorkflow:
             await read_field_catalogue(request, priority=background) for request in read.catalogues
         ]
 
-        async def users(page: int | None, page_number: int) -> tuple[list[int], int | None]:
-            found = await call_amocrm(
-                AmoActivities.read_users_page,
-                page or 1,
-                summary=f"read users (page {page_number})",
-                priority=background,
-            )
-            return found.user_ids, found.next_page
-
-        return AccountSnapshot(pipelines, catalogues, await read_pages(users))
+        user_ids = await read_pages(
+            AmoActivities.read_users_page,
+            lambda number: number or 1,
+            lambda page: page.user_ids,
+            summary="read users",
+            priority=background,
+        )
+        return AccountSnapshot(pipelines, catalogues, user_ids)

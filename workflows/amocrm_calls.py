@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from amocrm.models import Contact, Lead, Rejection
     from leadrelay.bounded import cut_text
-    from leadrelay.custom_fields import CatalogueRequest, CustomField, FieldCatalogue
+    from leadrelay.custom_fields import CatalogueRequest, FieldCatalogue
     from leadrelay.limits import AMOCRM_PAGES_MAX, ERROR_MESSAGE_CHARS
     from leadrelay.models import LeadError
     from leadrelay.settings import AMOCRM_TASK_QUEUE
@@ -38,7 +38,9 @@ T = TypeVar("T")
 A = TypeVar("A")
 W = TypeVar("W")
 F = TypeVar("F")
-C = TypeVar("C")
+Input = TypeVar("Input")
+P = TypeVar("P", bound="Page[Any]")
+Cursor = TypeVar("Cursor", covariant=True)
 
 AMOCRM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -79,21 +81,36 @@ async def call_amocrm(
 PAGED_READS_PATCH = "paged-reads"
 
 
-async def read_pages(
-    read: Callable[[C | None, int], Awaitable[tuple[list[T], C | None]]],
-) -> list[T]:
-    """A list amoCRM pages, one activity a page, at most `AMOCRM_PAGES_MAX` pages.
+class Page(Protocol[Cursor]):
+    """An activity's answer for one page of a list: `next_page` is None on the last one."""
 
-    `read(cursor, page_number)` reads the page at `cursor` (None: the first) and gives its
-    items and the next page's cursor (None: the last page)."""
+    @property
+    def next_page(self) -> Cursor | None: ...
+
+
+async def read_pages(
+    read_page: Callable[[AmoActivities, Input], Awaitable[P]],
+    page_at: Callable[[Any], Input],
+    items_of: Callable[[P], list[T]],
+    *,
+    summary: str,
+    priority: Priority = Priority.default,
+) -> list[T]:
+    """A list amoCRM pages, one `read_page` activity a page, at most `AMOCRM_PAGES_MAX`.
+
+    `page_at(cursor)` is the activity's input for the page at a cursor a previous page gave
+    (None: the first page)."""
     items: list[T] = []
-    cursor: C | None = None
+    cursor = None
     for page_number in range(1, AMOCRM_PAGES_MAX + 1):
-        found, cursor = await read(cursor, page_number)
-        items.extend(found)
+        page = await call_amocrm(
+            read_page, page_at(cursor), summary=_paged(summary, page_number), priority=priority
+        )
+        items.extend(items_of(page))
+        cursor = page.next_page
         if cursor is None:
             return items
-    workflow.logger.warning("a list longer than %d pages was read only so far", AMOCRM_PAGES_MAX)
+    workflow.logger.warning("%s: more than %d pages, the rest unread", summary, AMOCRM_PAGES_MAX)
     return items
 
 
@@ -105,17 +122,13 @@ async def find_contacts(
         return await call_amocrm(
             AmoActivities.search_contacts, query, summary=summary, priority=priority
         )
-
-    async def page(next_page: str | None, page_number: int) -> tuple[list[Contact], str | None]:
-        found = await call_amocrm(
-            AmoActivities.search_contacts_page,
-            ContactSearch(query, next_page),
-            summary=_paged(summary, page_number),
-            priority=priority,
-        )
-        return found.contacts, found.next_page
-
-    return await read_pages(page)
+    return await read_pages(
+        AmoActivities.search_contacts_page,
+        lambda link: ContactSearch(query, link),
+        lambda page: page.contacts,
+        summary=summary,
+        priority=priority,
+    )
 
 
 async def read_leads(
@@ -126,34 +139,26 @@ async def read_leads(
         return await call_amocrm(
             AmoActivities.read_leads, lead_ids, summary=summary, priority=priority
         )
-
-    async def page(next_page: str | None, page_number: int) -> tuple[list[Lead], str | None]:
-        found = await call_amocrm(
-            AmoActivities.read_leads_page,
-            LeadsRead(lead_ids, next_page),
-            summary=_paged(summary, page_number),
-            priority=priority,
-        )
-        return found.leads, found.next_page
-
-    return await read_pages(page)
+    return await read_pages(
+        AmoActivities.read_leads_page,
+        lambda link: LeadsRead(lead_ids, link),
+        lambda page: page.leads,
+        summary=summary,
+        priority=priority,
+    )
 
 
 async def read_field_catalogue(
     request: CatalogueRequest, *, priority: Priority = Priority.default
 ) -> FieldCatalogue:
     """The requested fields of an entity's catalogue, page after page."""
-
-    async def page(number: int | None, page_number: int) -> tuple[list[CustomField], int | None]:
-        found = await call_amocrm(
-            AmoActivities.read_field_catalogue_page,
-            CataloguePageRead(request, number or 1),
-            summary=_paged(f"read {request.entity} field catalogue", page_number),
-            priority=priority,
-        )
-        return found.fields, found.next_page
-
-    fields = await read_pages(page)
+    fields = await read_pages(
+        AmoActivities.read_field_catalogue_page,
+        lambda number: CataloguePageRead(request, number or 1),
+        lambda page: page.fields,
+        summary=f"read {request.entity} field catalogue",
+        priority=priority,
+    )
     return FieldCatalogue(request.entity, fields, covers=sorted(set(request.field_ids)))
 
 
