@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, status
 
 from api.deps import SettingsDep
+from leadrelay.settings import Settings
 
 
 def same_secret(given: str, expected: str | None) -> bool:
@@ -20,11 +21,17 @@ def same_secret(given: str, expected: str | None) -> bool:
     )
 
 
-async def require_admin(
-    settings: SettingsDep, authorization: Annotated[str, Header()] = ""
-) -> None:
+AuthorizationHeader = Annotated[str, Header()]
+
+
+def is_admin(settings: Settings, authorization: str) -> bool:
+    """The request carries `Authorization: Bearer <ADMIN_TOKEN>`."""
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not same_secret(token.strip(), settings.admin_token):
+    return scheme.lower() == "bearer" and same_secret(token.strip(), settings.admin_token)
+
+
+async def require_admin(settings: SettingsDep, authorization: AuthorizationHeader = "") -> None:
+    if not is_admin(settings, authorization):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "needs Authorization: Bearer <ADMIN_TOKEN>",

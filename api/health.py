@@ -4,6 +4,9 @@
 ask Temporal: restarting the API never brings Temporal back.
 `GET /readyz` (readiness): the API can accept, through Temporal or, when Temporal is away,
 through the outbox. A proxy must not take the API out exactly when the outbox should take over.
+Anyone sees ready or not and the outbox counts; whether it goes through Temporal or the outbox,
+where Temporal is (address, namespace, server version) and why it is unreachable only a caller
+with `Authorization: Bearer <ADMIN_TOKEN>`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from fastapi.responses import JSONResponse
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.service import RPCError
 
+from api.auth import AuthorizationHeader, is_admin
 from api.deps import SettingsDep, TemporalDep
 
 router = APIRouter(tags=["health"])
@@ -45,8 +49,13 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, settings: SettingsDep, temporal: TemporalDep) -> JSONResponse:
-    temporal_report: dict[str, object] = {
+async def readyz(
+    request: Request,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+    authorization: AuthorizationHeader = "",
+) -> JSONResponse:
+    details: dict[str, object] = {
         "address": settings.temporal_address,
         "namespace": settings.temporal_namespace,
     }
@@ -55,18 +64,16 @@ async def readyz(request: Request, settings: SettingsDep, temporal: TemporalDep)
             temporal.workflow_service.get_system_info(GetSystemInfoRequest()),
             TEMPORAL_PROBE_TIMEOUT_SECONDS,
         )
-        temporal_report.update(reachable=True, server_version=info.server_version)
+        reachable = True
+        details["server_version"] = info.server_version
     except (RPCError, TimeoutError, RuntimeError) as err:
-        temporal_report.update(reachable=False, error=str(err) or type(err).__name__)
+        reachable = False
+        details["error"] = str(err) or type(err).__name__
     report = outbox_report(request)
     # The outbox takes over while Temporal is away, as long as its drainer runs.
-    ready = bool(temporal_report["reachable"]) or report["drainer_alive"]
-    return JSONResponse(
-        status_code=200 if ready else 503,
-        content={
-            "status": "ready" if ready else "not ready",
-            "via": "temporal" if temporal_report["reachable"] else "outbox",
-            "temporal": temporal_report,
-            **report,
-        },
-    )
+    ready = reachable or report["drainer_alive"]
+    content: dict[str, object] = {"status": "ready" if ready else "not ready", **report}
+    if is_admin(settings, authorization):
+        via = "temporal" if reachable else "outbox"
+        content.update(via=via, temporal={"reachable": reachable, **details})
+    return JSONResponse(status_code=200 if ready else 503, content=content)

@@ -117,10 +117,32 @@ async def test_unknown_lead_is_404(stack: Stack, new_phone: Callable[[], str]) -
 
 
 async def test_readyz_reports_temporal_and_healthz_the_drainer(stack: Stack) -> None:
-    ready = await stack.api.get("/readyz")
+    ready = await stack.api.get("/readyz", headers=stack.admin_headers)
     assert ready.status_code == 200
-    assert ready.json()["temporal"]["reachable"] is True
+    temporal = ready.json()["temporal"]
+    assert temporal["reachable"] is True and ready.json()["via"] == "temporal"
+    assert temporal["address"] == stack.settings.temporal_address
+    assert temporal["namespace"] == stack.settings.temporal_namespace
+    assert temporal["server_version"]
     live = await stack.api.get("/healthz")
     assert live.status_code == 200
     assert live.json()["drainer_alive"] is True
     assert "dead_letters" in live.json()
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "admin-secret"])
+async def test_readyz_tells_others_only_ready_and_the_counts(
+    stack: Stack, authorization: str | None
+) -> None:
+    """Where Temporal runs, its version and its errors are for the admin token only."""
+    headers = {"Authorization": authorization} if authorization else {}
+    ready = await stack.api.get("/readyz", headers=headers)
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "outbox_depth": ready.json()["outbox_depth"],
+        "outbox_oldest_age_seconds": ready.json()["outbox_oldest_age_seconds"],
+        "dead_letters": ready.json()["dead_letters"],
+        "drainer_alive": True,
+    }
+    assert stack.settings.temporal_address not in ready.text

@@ -134,9 +134,12 @@ async def test_forms_and_webhooks_survive_temporal_being_down(
     live = await api.get("/healthz")
     assert live.status_code == 200 and live.json()["outbox_depth"] == 8
     assert live.json()["outbox_oldest_age_seconds"] > 0
-    ready = await api.get("/readyz")
+    ready = await api.get("/readyz", headers=stack.admin_headers)
     assert ready.status_code == 200, "the outbox takes over while Temporal is away"
     assert ready.json()["via"] == "outbox"
+    assert ready.json()["temporal"]["error"]
+    anonymous = await api.get("/readyz")
+    assert anonymous.status_code == 200 and "error" not in anonymous.text
 
     await server.start()
 
