@@ -49,6 +49,7 @@ from amocrm.models import (
 )
 from amocrm.pacing import RequestPacer
 from leadrelay.custom_fields import CustomField, FieldEntity
+from leadrelay.text import replace_surrogates
 
 USER_AGENT = "leadrelay/0.1"
 CONTACTS_PATH = "/api/v4/contacts"
@@ -374,7 +375,7 @@ class AmoClient:
             return None
         if 200 <= status < 300:
             try:
-                return response.json()
+                return _json(response)
             except json.JSONDecodeError as err:
                 raise AmoOutcomeUnknown(f"{where}: body is not JSON", status=status) from err
         problem = _problem(response)
@@ -444,9 +445,15 @@ def _has_next(body: Any) -> bool:
     return body is not None and "next" in (body.get("_links") or {})
 
 
+def _json(response: httpx.Response) -> Any:
+    """amoCRM echoes what it was given, lone surrogates included (`"\\ud83d"` in a contact's
+    name): they become U+FFFD, so that no answer can fail a Temporal payload or a request."""
+    return replace_surrogates(response.json())
+
+
 def _problem(response: httpx.Response) -> dict[str, Any]:
     try:
-        body = response.json()
+        body = _json(response)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return body if isinstance(body, dict) else {}

@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from api.auth import same_secret
 from api.delivery import Parcel, event_parcel, raw_webhook_parcel
 from api.deps import DeliveryDep, FormsDep, MetricsDep, SettingsDep, Slug
-from api.intake import replace_surrogates
 from api.throttle import client_throttled
 from leadrelay.events import EntityEvent, RawWebhook
 from leadrelay.forms import FormsFile
@@ -71,8 +70,6 @@ async def receive_webhook(
         metrics.chat_messages.labels(hook, "delivered" if wanted else "counted").inc(chat_messages)
         if not wanted:
             events = [event for event in events if event.action != CHAT_MESSAGE]
-    # Problems quote the body, and a body may hold lone surrogates.
-    problems = [replace_surrogates(problem) for problem in problems]
     parcels.extend(event_parcel(event) for event in events)
     if problems:
         kept = RawWebhook(

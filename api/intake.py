@@ -18,6 +18,7 @@ from leadrelay import limits
 from leadrelay.contact import InvalidContact, normalize_email, normalize_phone
 from leadrelay.lead_fields import UTM_FIELDS
 from leadrelay.models import Submission
+from leadrelay.text import replace_surrogates
 
 TEXT_FIELDS = ("name", "comment", "source", "page", "referrer")
 FREE_TEXT_FIELDS = frozenset({"comment"})
@@ -25,13 +26,6 @@ NESTED_UTM = "utmParams"
 
 # A JSON string (escapes included) or a bracket: enough to measure nesting before parsing.
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def replace_surrogates(text: str) -> str:
-    """Lone UTF-16 surrogates (a script cut an emoji in half) become U+FFFD: they cannot
-    be written as UTF-8, so they would fail every answer, log line and note they reach."""
-    return _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass

@@ -23,22 +23,26 @@ from temporalio.converter import (
     JSONProtoPayloadConverter,
 )
 
+from leadrelay.text import replace_surrogates
+
 
 class Utf8JSONPayloadConverter(JSONPlainPayloadConverter):
     """`json/plain`, with non-ASCII text as UTF-8 rather than `\\u` escapes."""
 
     def to_payload(self, value: Any) -> Payload | None:
+        text = json.dumps(
+            value,
+            cls=AdvancedJSONEncoder,
+            separators=(",", ":"),
+            sort_keys=True,
+            ensure_ascii=False,
+        )
         try:
-            data = json.dumps(
-                value,
-                cls=AdvancedJSONEncoder,
-                separators=(",", ":"),
-                sort_keys=True,
-                ensure_ascii=False,
-            ).encode("utf-8")
+            data = text.encode("utf-8")
         except UnicodeEncodeError:
-            # A lone surrogate cannot be UTF-8; the escaped form is valid JSON for it.
-            return super().to_payload(value)
+            # A lone surrogate cannot be UTF-8, nor be sent on by an activity (httpx writes
+            # JSON as UTF-8): it becomes U+FFFD, as it does where text enters.
+            data = replace_surrogates(text).encode("utf-8")
         return Payload(metadata={"encoding": self.encoding.encode()}, data=data)
 
 

@@ -12,7 +12,7 @@ from sandbox.api_routes import Account, BaseUrl, JsonBody
 from sandbox.faults import Faults
 from sandbox.item_reader import ItemReader
 from sandbox.render import contact_json, lead_json, note_json, task_json
-from sandbox.responses import invalid_settings
+from sandbox.responses import EscapingJSONResponse, invalid_settings
 from sandbox.state import JSON, LedgerEntry, SandboxAccount, unix_now
 from sandbox.status_webhooks import announce_status_changes
 from sandbox.writes import add_contact, move_lead, read_contact, read_stage
@@ -73,7 +73,7 @@ def peak_per_second(times: list[float]) -> int:
 
 @router.get("/state")
 async def account_state(account: Account, base: BaseUrl) -> JSONResponse:
-    return JSONResponse(
+    return EscapingJSONResponse(
         {
             "contacts": [
                 contact_json(contact, account, base, with_leads=True)
@@ -147,7 +147,7 @@ async def move_lead_like_a_manager(
     # `"emit_webhook": false` plays a webhook amoCRM never delivered: the event log still has it.
     if emit_webhook:
         announce_status_changes(account, [move])
-    return JSONResponse(lead_json(lead, account, base, with_contacts=True))
+    return EscapingJSONResponse(lead_json(lead, account, base, with_contacts=True))
 
 
 @router.delete("/leads/{lead_id:int}")

@@ -12,11 +12,22 @@ GATEWAY_ERRORS = frozenset(
 )
 
 
-class HalJSONResponse(JSONResponse):
+class EscapingJSONResponse(JSONResponse):
+    """UTF-8 JSON, or ASCII JSON with `\\u` escapes when a value holds a lone surrogate
+    (stored from a request that sent `"\\ud83d"`), which amoCRM echoes back as given."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, allow_nan=False, separators=(",", ":")).encode()
+
+
+class HalJSONResponse(EscapingJSONResponse):
     media_type = "application/hal+json"
 
 
-class ProblemJSONResponse(JSONResponse):
+class ProblemJSONResponse(EscapingJSONResponse):
     media_type = "application/problem+json"
 
 

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leadrelay import limits
-from tests.conftest import WEBHOOK_TOKEN
+from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
-from tests.test_pipeline import leads_of, notes_of, wait_processed
+from tests.test_pipeline import contacts_of, leads_of, notes_of, wait_processed
 
 JSON = {"Content-Type": "application/json"}
 
@@ -55,6 +55,40 @@ async def test_a_lone_surrogate_is_accepted_and_reaches_amocrm_as_replacement(
         return bool(leads) and any("привет \ufffd!" in n for n in notes_of(state, leads[0]["id"]))
 
     await eventually(noted)
+
+
+async def test_a_contact_amocrm_echoes_with_a_lone_surrogate_does_not_wedge_the_lead(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    """amoCRM keeps what it was given, a lone surrogate too, and echoes it in its answers.
+    The contact found by email gets the new phone, its other phones PATCHed back."""
+    stack = clean_sandbox
+    email = f"surrogate-{new_phone()[1:]}@example.com"
+    other_phone = "+7 701 000 00 00 \ud83d"
+    contact = {
+        "name": "Ержан \ud83d",
+        "custom_fields_values": [
+            {"field_code": "PHONE", "values": [{"value": other_phone, "enum_code": "WORK"}]},
+            {"field_code": "EMAIL", "values": [{"value": email, "enum_code": "WORK"}]},
+        ],
+    }
+    created = await stack.sandbox.post(
+        "/api/v4/contacts",
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}", "Content-Type": "application/json"},
+        content=json.dumps([contact]).encode(),  # ASCII, with the surrogates escaped
+    )
+    created.raise_for_status()
+    phone = new_phone()
+    answer = await stack.api.post("/api/landing/proftest", json={"phone": phone, "email": email})
+    assert answer.status_code == 202, answer.text
+
+    await wait_processed(stack, phone, 1)
+    state = await stack.sandbox_state()
+    [found] = contacts_of(state, phone[1:])
+    assert found["name"] == "Ержан \ud83d"
+    assert leads_of(state, phone[1:])
+    [phones] = [f["values"] for f in found["custom_fields_values"] if f["field_code"] == "PHONE"]
+    assert "+7 701 000 00 00 \ufffd" in [value["value"] for value in phones]
 
 
 async def test_too_many_fields_and_long_values_are_422_naming_the_field(
@@ -195,14 +229,19 @@ def _fuzz(api_url: str) -> None:
             max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
 
+        # Every run posts lone surrogates, raw, percent-encoded and JSON-escaped, besides
+        # those `_CHARS` draws.
         @common
         @given(st.binary(max_size=600), _CONTENT_TYPES)
+        @example(b"leads[add][0][id]=1&leads[add][0][name]=%ED%A0%BD\xed\xb8\x80", "")
+        @example(b'{"phone": "+77019990000", "name": "\\ud83d"}', "application/json")
         def arbitrary_bytes(content: bytes, content_type: str) -> None:
             landing(content, content_type)
             webhook(content, content_type)
 
         @common
         @given(_VALID_FORMS | _FORMS | _JSON_VALUES)
+        @example({"phone": FUZZ_PHONES[0], "name": "\ud83d", "\udc00": ["\ude00"]})
         def arbitrary_json(value: Any) -> None:
             content = json.dumps(value).encode()
             landing(content, "application/json")
@@ -214,6 +253,7 @@ def _fuzz(api_url: str) -> None:
                 st.tuples(st.text(_CHARS, max_size=20), st.text(_CHARS, max_size=20)), max_size=8
             )
         )
+        @example([("phone", FUZZ_PHONES[1]), ("name", "\ud83d"), ("\udc00", "x")])
         def arbitrary_form_fields(pairs: list[tuple[str, str]]) -> None:
             from urllib.parse import urlencode
 

@@ -321,6 +321,19 @@ def test_non_utf8_body_still_yields_events_and_a_problem() -> None:
     assert any("UTF-8" in problem for problem in escaped.problems)
 
 
+def test_lone_surrogates_become_replacement_characters_not_problems() -> None:
+    """Percent-encoded, raw (CESU-8) or JSON-escaped, in names and values alike."""
+    for body in (
+        b"leads[add][0][id]=7&leads[add][0][name]=%D0%90%ED%A0%BD&leads[add][0][%ED%B8%80]=1",
+        b"leads[add][0][id]=7&leads[add][0][name]=\xd0\x90\xed\xa0\xbd&leads[add][0][\xed\xb8\x80]=1",
+        b'{"leads": {"add": [{"id": 7, "name": "\\u0410\\ud83d", "\\ude00": 1}]}}',
+    ):
+        decoded = decode_webhook(body, None)
+        assert decoded.problems == (), body
+        [event] = decoded.events
+        assert event.item == {"id": "7", "name": "\u0410\ufffd", "\ufffd": "1"}, body
+
+
 def test_truncated_and_absurd_json_is_unparseable_not_an_exception() -> None:
     for body in (
         b'{"leads": {"status": [{"id": 1',

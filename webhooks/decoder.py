@@ -8,7 +8,9 @@ so what cannot be understood is reported in `DecodedWebhook.problems` instead of
 Shape of decoded trees, for both formats: leaves are strings (JSON numbers, booleans and
 nulls become the strings a PHP form would carry), a mapping whose keys are exactly
 "0".."n-1" becomes a list in index order, any other mapping stays a dict (so `[0]`, `[2]`
-stays `{"0": ..., "2": ...}`), and empty containers are `{}`.
+stays `{"0": ..., "2": ...}`), and empty containers are `{}`. Lone UTF-16 surrogates, raw,
+percent-encoded (`%ED%A0%BD`) or JSON-escaped (`\\ud83d`), are U+FFFD in names and values,
+and are no problem.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
+
+from leadrelay.text import replace_surrogates
 
 MAX_NESTING = 10
 """Keys in one path, the top-level name included; amoCRM's deepest (a custom field value,
@@ -104,6 +108,7 @@ def decode_webhook(raw: bytes, content_type: str | None) -> DecodedWebhook:
         tree = _json_tree_from_text(body, problems)
     else:
         tree = _php_tree(_form_pairs(text, problems))
+    tree = replace_surrogates(tree)
 
     events: list[WebhookEvent] = []
     account_id: int | None = None
@@ -125,7 +130,7 @@ def decode_webhook(raw: bytes, content_type: str | None) -> DecodedWebhook:
 
 def _utf8_text(raw: bytes, problems: list[str]) -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8", errors="surrogatepass")
     except UnicodeDecodeError:
         problems.append("body is not valid UTF-8; undecodable bytes were replaced")
         return raw.decode("utf-8", errors="replace")
@@ -138,7 +143,7 @@ def _declares_json(content_type: str | None) -> bool:
 
 def _form_pairs(text: str, problems: list[str]) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(text, keep_blank_values=True, errors="strict")
+        return parse_qsl(text, keep_blank_values=True, errors="surrogatepass")
     except UnicodeDecodeError:
         problems.append("percent-encoded bytes are not valid UTF-8; they were replaced")
         return parse_qsl(text, keep_blank_values=True)

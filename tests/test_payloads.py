@@ -1,0 +1,25 @@
+"""leadrelay's payload converter: UTF-8 JSON that never carries a lone surrogate."""
+
+from __future__ import annotations
+
+from leadrelay.models import Submission
+from leadrelay.payloads import DATA_CONVERTER
+
+
+def test_a_lone_surrogate_reaches_a_workflow_as_replacement() -> None:
+    """An escaped surrogate would reach the workflow, then every activity that sends it on
+    (httpx writes JSON as UTF-8) would fail on each attempt: a wedged workflow."""
+    converter = DATA_CONVERTER.payload_converter
+    submission = Submission(
+        "s1", "proftest", "2026-12-03T06:00:00+00:00", name="Айгерим \ud83d", comment="\ude00!"
+    )
+    [payload] = converter.to_payloads([submission])
+    text = payload.data.decode("utf-8")
+    assert "Айгерим \ufffd" in text
+    [received] = converter.from_payloads([payload], [Submission])
+    assert (received.name, received.comment) == ("Айгерим \ufffd", "\ufffd!")
+
+
+def test_text_without_surrogates_is_utf8_not_escaped() -> None:
+    [payload] = DATA_CONVERTER.payload_converter.to_payloads([{"name": "Айгерим 😀"}])
+    assert payload.data == '{"name":"Айгерим 😀"}'.encode()
