@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -120,3 +121,33 @@ async def test_lists_are_read_page_by_page_through_links_next(
     second, last = await amo.search_contacts("7015550000", following)
     assert len(second) == 1 and last is None
     assert {c.id for c in first}.isdisjoint(c.id for c in second)
+
+
+async def test_a_lone_surrogate_amocrm_echoes_is_read_as_replacement(
+    amo: AmoClient, api: httpx.Client
+) -> None:
+    """amoCRM stores and echoes what it was given, `"\\ud83d"` too; a str holding it could
+    be neither a Temporal payload nor a request body (httpx writes JSON as UTF-8)."""
+    contact = {
+        "name": "Ержан \ud83d",
+        "custom_fields_values": [
+            {"field_code": "PHONE", "values": [{"value": "+77015550101 \udc00"}]}
+        ],
+    }
+    assert "\\ud83d" in escaped_contact_answer(api, contact, "77015550101")
+
+    [found], _ = await amo.search_contacts("77015550101")
+    assert found.name == "Ержан \ufffd"
+    assert found.phones == ["+77015550101 \ufffd"]
+
+
+def escaped_contact_answer(api: httpx.Client, contact: dict[str, object], query: str) -> str:
+    """Stores the contact, posted as ASCII JSON with any surrogate escaped; how amoCRM
+    then answers a search for it."""
+    created = api.post(
+        "/contacts",
+        content=json.dumps([contact]).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    created.raise_for_status()
+    return api.get("/contacts", params={"query": query}).raise_for_status().text
