@@ -121,17 +121,22 @@ def test_a_bad_forms_file_lists_everything_the_account_lacks(
     assert len(requests_since(control, since)) <= 5
 
 
-async def test_the_worker_logs_problems_at_start_and_fills_its_cache(
-    clean_sandbox: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    stack = clean_sandbox
+@pytest.fixture
+def bad_forms(tmp_path: Path) -> FormsFile:
     forms = tmp_path / "forms.toml"
     forms.write_text(BAD_FORMS, encoding="utf-8")
+    return FormsFile(forms)
+
+
+async def test_the_worker_logs_problems_at_start_and_fills_its_cache(
+    clean_sandbox: Stack, bad_forms: FormsFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = clean_sandbox
     cache = FieldCatalogueCache(ttl_seconds=600)
     since = time.time()
 
     with caplog.at_level(logging.INFO):
-        await check_forms_against_account(stack.temporal, FormsFile(forms), cache)
+        await check_forms_against_account(stack.temporal, bad_forms, cache)
 
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("forms file")]
     assert logged == [f"forms file: {problem}" for problem in BAD_FORMS_PROBLEMS]
@@ -149,17 +154,15 @@ async def test_the_worker_logs_problems_at_start_and_fills_its_cache(
 
 
 async def test_the_worker_starts_even_when_amocrm_cannot_be_read(
-    clean_sandbox: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    clean_sandbox: Stack, bad_forms: FormsFile, caplog: pytest.LogCaptureFixture
 ) -> None:
     stack = clean_sandbox
-    forms = tmp_path / "forms.toml"
-    forms.write_text(BAD_FORMS, encoding="utf-8")
     cache = FieldCatalogueCache(ttl_seconds=600)
     await stack.set_faults(
         fail_next=[{"method": "GET", "path_prefix": "/api/v4/leads/pipelines", "status": 401}]
     )
 
-    await check_forms_against_account(stack.temporal, FormsFile(forms), cache)
+    await check_forms_against_account(stack.temporal, bad_forms, cache)
 
     assert "forms file not checked against amoCRM" in caplog.text
     assert not cache.knows("leads", [600100])

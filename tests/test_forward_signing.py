@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.service import RPCError
 
 from leadrelay.forms import FormsConfig
 from leadrelay.signing import signature_header, verify_signature
@@ -21,11 +20,11 @@ from tests.conftest import EXPRESS_PIPELINE
 from tests.support import Receiver, Stack, eventually
 from tests.test_pipeline import notes_of
 from tests.test_webhooks import (
-    entity_state,
     forwards_for,
     move_lead,
     new_express_lead,
     subscribe_hook,
+    wait_entity,
     wait_handled,
 )
 from workflows.amocrm_entity import AmoEntityWorkflow
@@ -111,14 +110,9 @@ async def test_a_receivers_4xx_parks_the_event_until_retry(
     lead_id = await new_express_lead(stack, new_phone())
     await move_lead(stack, lead_id, 142)
 
-    async def parked() -> bool:
-        try:
-            state = await entity_state(stack, lead_id)
-        except Exception:
-            return False
-        return any("ForwardRejected" in action.outcome for action in state.actions)
-
-    await eventually(parked)
+    await wait_entity(
+        stack, lead_id, lambda state: any("ForwardRejected" in a.outcome for a in state.actions)
+    )
     await asyncio.sleep(3)
     assert len(forwards_for(stack, lead_id)) == 1, "a 4xx is not retried by itself"
 
@@ -173,14 +167,7 @@ async def test_a_forward_retried_past_its_age_becomes_a_visible_dead_letter(
     lead_id = await new_express_lead(stack, new_phone())
     await move_lead(stack, lead_id, 143)
 
-    async def dead_lettered() -> bool:
-        try:
-            state = await entity_state(stack, lead_id)
-        except Exception:
-            return False
-        return state.forwards_dead_lettered == 1
-
-    await eventually(dead_lettered)
+    await wait_entity(stack, lead_id, lambda state: state.forwards_dead_lettered == 1)
     state = await wait_handled(stack, lead_id, seen=1)
     [letter] = state.dead_letters
     assert (letter.rule, letter.event.entity_id) == ("lost-sale", lead_id)
@@ -201,27 +188,14 @@ async def test_a_parked_event_flooded_with_redeliveries_continues_as_new_still_p
     lead_id = await new_express_lead(stack, new_phone())
     await move_lead(stack, lead_id, 142)
 
-    async def parked() -> bool:
-        try:
-            return (await entity_state(stack, lead_id)).parked_event_key is not None
-        except Exception:
-            return False
-
-    await eventually(parked)
-    [event] = (await entity_state(stack, lead_id)).pending
+    parked = await wait_entity(stack, lead_id, lambda state: state.parked_event_key is not None)
+    [event] = parked.pending
     handle = stack.temporal.get_workflow_handle(f"amocrm-lead-{lead_id}")
     redelivery = dataclasses.replace(event, item={"flood": "x" * 600_000})
     for _ in range(14):  # repeats are dropped, but each is an event in the history
         await handle.signal(AmoEntityWorkflow.event, redelivery)
 
-    async def continued_as_new() -> bool:
-        try:
-            return (await entity_state(stack, lead_id)).runs > 1
-        except RPCError:  # a query may meet a workflow task being retried
-            return False
-
-    await eventually(continued_as_new)
-    state = await entity_state(stack, lead_id)
+    state = await wait_entity(stack, lead_id, lambda state: state.runs > 1)
     assert state.parked_event_key == event.dedup_key and state.duplicates_dropped == 14
     assert len(forwards_for(stack, lead_id)) == 1, "the new run waits for the operator first"
 

@@ -124,6 +124,22 @@ async def _state(stack: Stack, workflow_id: str) -> LeadState:
     return await handle.query(LeadWorkflow.state)
 
 
+async def _wait_state(
+    stack: Stack, workflow_id: str, until: Callable[[LeadState], bool]
+) -> LeadState:
+    """The lead workflow's state once `until(state)` holds; a query meeting a workflow task
+    being retried is waited out."""
+
+    async def lead_state_met() -> bool:
+        try:
+            return until(await _state(stack, workflow_id))
+        except RPCError:
+            return False
+
+    await eventually(lead_state_met)
+    return await _state(stack, workflow_id)
+
+
 async def test_a_flood_of_repeats_to_an_idle_person_continues_as_new(
     clean_sandbox: Stack, new_phone: Callable[[], str]
 ) -> None:
@@ -138,14 +154,7 @@ async def test_a_flood_of_repeats_to_an_idle_person_continues_as_new(
 
     await _flood_with_repeats(stack, workflow_id, repeat)
 
-    async def continued_as_new() -> bool:
-        try:
-            return (await _state(stack, workflow_id)).runs > 1
-        except RPCError:  # a query may meet a workflow task being retried
-            return False
-
-    await eventually(continued_as_new)
-    state = await _state(stack, workflow_id)
+    state = await _wait_state(stack, workflow_id, lambda state: state.runs > 1)
     assert state.duplicates_dropped == FLOOD_SIGNALS and state.submissions_processed == 1
 
 
@@ -160,26 +169,15 @@ async def test_a_parked_person_flooded_with_repeats_continues_as_new_still_parke
     answer = await stack.api.post("/api/landing/proftest", json={"phone": phone})
     workflow_id, submission_id = answer.json()["workflow_id"], answer.json()["submission_id"]
 
-    async def parked() -> bool:
-        try:
-            return (await _state(stack, workflow_id)).parked_submission_id == submission_id
-        except RPCError:
-            return False
-
-    await eventually(parked)
+    parked = await _wait_state(
+        stack, workflow_id, lambda state: state.parked_submission_id == submission_id
+    )
     creates = await _creates(stack)
-    pending = (await _state(stack, workflow_id)).pending[0]
+    pending = parked.pending[0]
 
     await _flood_with_repeats(stack, workflow_id, pending)
 
-    async def continued_as_new() -> bool:
-        try:
-            return (await _state(stack, workflow_id)).runs > 1
-        except RPCError:  # a query may meet a workflow task being retried
-            return False
-
-    await eventually(continued_as_new)
-    state = await _state(stack, workflow_id)
+    state = await _wait_state(stack, workflow_id, lambda state: state.runs > 1)
     assert state.parked_submission_id == submission_id and state.step == "failed"
     assert [s.submission_id for s in state.pending] == [submission_id]
     assert await _creates(stack) == creates, "the new run waits for the operator first"

@@ -18,10 +18,17 @@ from tests.conftest import EXPRESS_PIPELINE, PROFTEST_PIPELINE, WEBHOOK_TOKEN
 from tests.support import Stack, eventually
 from tests.test_amocrm_answers import AMO, phone_field
 from tests.test_forward_signing import give_up_rule, refusing_receiver  # noqa: F401 (fixtures)
-from tests.test_person_bounds import _flood_with_repeats, _state
+from tests.test_person_bounds import _flood_with_repeats, _wait_state
 from tests.test_pipeline import wait_processed
 from tests.test_replay import HISTORIES, RECORDING
-from tests.test_webhooks import HOOK, entity_state, move_lead, new_express_lead, subscribe_hook
+from tests.test_webhooks import (
+    HOOK,
+    entity_state,
+    move_lead,
+    new_express_lead,
+    subscribe_hook,
+    wait_entity,
+)
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
 
@@ -52,14 +59,9 @@ async def test_record_hostile_traffic_histories(
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
 
-    async def recorded_as_deleted() -> bool:
-        try:
-            state = await entity_state(stack, deleted)
-        except Exception:
-            return False
-        return any(action.outcome == "lead deleted" for action in state.actions)
-
-    await eventually(recorded_as_deleted)
+    await wait_entity(
+        stack, deleted, lambda state: any(a.outcome == "lead deleted" for a in state.actions)
+    )
     recorded["entity-lead-deleted"] = entity_workflow_id("leads", deleted)
 
     await subscribe_hook(stack)
@@ -67,13 +69,7 @@ async def test_record_hostile_traffic_histories(
     lost = await new_express_lead(stack, new_phone())
     await move_lead(stack, lost, 143)
 
-    async def dead_lettered() -> bool:
-        try:
-            return (await entity_state(stack, lost)).forwards_dead_lettered == 1
-        except Exception:
-            return False
-
-    await eventually(dead_lettered)
+    await wait_entity(stack, lost, lambda state: state.forwards_dead_lettered == 1)
     await asyncio.sleep(2)
     recorded["entity-forward-dead-letter"] = entity_workflow_id("leads", lost)
     refusing_receiver(200)
@@ -107,19 +103,11 @@ async def test_record_hostile_traffic_histories(
     answer = await stack.api.post("/api/landing/proftest", json={"phone": parked})
     workflow_id = answer.json()["workflow_id"]
 
-    async def is_parked() -> bool:
-        try:
-            return (await _state(stack, workflow_id)).parked_submission_id is not None
-        except Exception:
-            return False
-
-    await eventually(is_parked)
-    await _flood_with_repeats(stack, workflow_id, (await _state(stack, workflow_id)).pending[0])
-
-    async def continued_as_new() -> bool:
-        return (await _state(stack, workflow_id)).runs > 1
-
-    await eventually(continued_as_new)
+    held = await _wait_state(
+        stack, workflow_id, lambda state: state.parked_submission_id is not None
+    )
+    await _flood_with_repeats(stack, workflow_id, held.pending[0])
+    await _wait_state(stack, workflow_id, lambda state: state.runs > 1)
     await stack.temporal.get_workflow_handle(workflow_id).signal(LeadWorkflow.retry)
     await wait_processed(stack, parked, 1)
     recorded["lead-parked-continued-as-new"] = workflow_id  # the run after continue-as-new
@@ -128,26 +116,14 @@ async def test_record_hostile_traffic_histories(
     sold = await new_express_lead(stack, new_phone())
     await move_lead(stack, sold, 142)
 
-    async def event_parked() -> bool:
-        try:
-            return (await entity_state(stack, sold)).parked_event_key is not None
-        except Exception:
-            return False
-
-    await eventually(event_parked)
-    [event] = (await entity_state(stack, sold)).pending
+    event_parked = await wait_entity(stack, sold, lambda state: state.parked_event_key is not None)
+    [event] = event_parked.pending
     entity = stack.temporal.get_workflow_handle(entity_workflow_id("leads", sold))
     redelivery = dataclasses.replace(event, item={"flood": "x" * 600_000})
     for _ in range(14):
         await entity.signal(AmoEntityWorkflow.event, redelivery)
 
-    async def entity_continued_as_new() -> bool:
-        try:
-            return (await entity_state(stack, sold)).runs > 1
-        except Exception:
-            return False
-
-    await eventually(entity_continued_as_new)
+    await wait_entity(stack, sold, lambda state: state.runs > 1)
     refusing_receiver(200)
     await entity.signal(AmoEntityWorkflow.retry)
     await eventually(lambda: _no_parked_event(stack, sold))

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import ScheduleOverlapPolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import ScheduleOverlapPolicy, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from api.app import create_app as create_api
 from leadrelay.events import entity_workflow_id
@@ -66,18 +66,24 @@ async def entity_state(stack: Stack, lead_id: int) -> Any:
     return await handle.query(AmoEntityWorkflow.state)
 
 
-async def wait_handled(stack: Stack, lead_id: int, seen: int) -> Any:
-    async def handled() -> bool:
-        try:
-            state = await entity_state(stack, lead_id)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
-        return state.events_seen >= seen and not state.pending
+async def wait_entity(stack: Stack, lead_id: int, until: Callable[[Any], bool]) -> Any:
+    """The entity workflow's state once `until(state)` holds; a workflow not started yet, or
+    a query meeting a workflow task being retried, is waited out."""
 
-    await eventually(handled)
+    async def entity_state_met() -> bool:
+        try:
+            return until(await entity_state(stack, lead_id))
+        except (RPCError, WorkflowQueryFailedError):
+            return False
+
+    await eventually(entity_state_met)
     return await entity_state(stack, lead_id)
+
+
+async def wait_handled(stack: Stack, lead_id: int, seen: int) -> Any:
+    return await wait_entity(
+        stack, lead_id, lambda state: state.events_seen >= seen and not state.pending
+    )
 
 
 async def test_status_change_forwards_once_despite_redeliveries_and_restarts(
