@@ -57,6 +57,16 @@ NON_SETTINGS_ENV: dict[str, str] = {
 }
 
 APP_SERVICES = ("api", "worker")
+
+# Settings a service's code can reach (by its imports) that compose deliberately leaves at
+# the default, each with the reason. Every other setting the code reads must be passed on.
+NOT_PASSED: dict[tuple[str, str], str] = {
+    ("api", "leadrelay_api_docs"): "interactive docs stay off in production (README Security)",
+    ("api", "forward_signing_secret"): "the api imports workflows that name the delivery "
+    "activities; only the worker runs them and signs forwards",
+    ("api", "leadrelay_batch_linger_seconds"): "workflows.starts.ensure_batchers: worker only",
+    ("api", "leadrelay_batch_max_items"): "workflows.starts.ensure_batchers: worker only",
+}
 PARTITION_KEYS = ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions")
 # Activity summaries on the UI's timeline need this UI version or newer.
 MIN_UI_VERSION = (2, 34, 6)
@@ -225,6 +235,54 @@ def server_requirements() -> tuple[tuple[int, ...], list[str]]:
     return max((version for version, _ in used), default=(0,)), [what for _, what in used]
 
 
+def module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_files(source: Path) -> Iterator[Path]:
+    """Our modules a file imports, including "module:attribute" strings (uvicorn's app)."""
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value.split(":")[0]] if re.fullmatch(r"[\w.]+:\w+", node.value) else []
+        else:
+            continue
+        yield from filter(None, map(module_file, names))
+
+
+def settings_read_by(service: Mapping[str, Any]) -> dict[str, Path]:
+    """Settings fields read (as `<something>.<field>`) by the code a service's command runs,
+    following its imports; each with one file that reads it."""
+    fields = set(Settings.model_fields)
+    seen: set[Path] = set()
+    todo = [program_of(argv(service))[0]]
+    read: dict[str, Path] = {}
+    while todo:
+        source = todo.pop()
+        if source in seen:
+            continue
+        seen.add(source)
+        todo.extend(imported_files(source))
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in fields:
+                read.setdefault(node.attr, source.relative_to(ROOT))
+    return read
+
+
+def readme_settings() -> set[str]:
+    """Settings names README's Configuration table tells operators about."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("## Configuration") : text.index("### amoCRM OAuth2")]
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table)) & settings_env_names()
+
+
 # --- our processes --------------------------------------------------------------------
 
 
@@ -271,6 +329,33 @@ def test_app_environment_values_pass_settings_validation(raw_compose, source):
         settings = Settings(_env_file=None, **values)
         assert settings.temporal_address == env["TEMPORAL_ADDRESS"]
     assert environment(services["api"])["API_HOST"] == "0.0.0.0"
+
+
+def test_every_setting_reaches_the_services_whose_code_reads_it(services):
+    """Derived from the code: a setting a service reads that compose does not pass on stays
+    at its default in production, whatever the operator writes in .env."""
+    documented = readme_settings()
+    assert documented == settings_env_names(), "README's Configuration table misses some"
+    for name in APP_SERVICES:
+        env = environment(services[name])
+        missing = {
+            f"{field.upper()} (read in {source})"
+            for field, source in settings_read_by(services[name]).items()
+            if field.upper() not in env and (name, field) not in NOT_PASSED
+        }
+        assert not missing, f"{name} never gets {sorted(missing)}"
+    for service, field in NOT_PASSED:
+        assert field.upper() not in environment(services[service]), "then it is passed on"
+
+
+def test_services_that_read_the_forms_file_get_it(services):
+    """The api's honeypots and the worker's mapping read the same mounted forms file."""
+    readers = [n for n in APP_SERVICES if "leadrelay_forms" in settings_read_by(services[n])]
+    assert set(readers) == {"api", "worker"}
+    for name in readers:
+        forms = environment(services[name])["LEADRELAY_FORMS"]
+        assert host_path(services[name], forms) == ROOT / "deploy" / "forms" / "forms.toml"
+        assert host_path(services[name], forms).is_file()
 
 
 def test_api_port_is_the_same_everywhere(services):
@@ -428,8 +513,6 @@ def test_bind_mounts_and_mounted_scripts_exist(services):
         command = argv(service)
         if argv(service, "entrypoint") == ["/bin/sh"]:
             assert host_path(service, command[0]).is_file(), f"{name}: no {command[0]}"
-    forms = environment(services["worker"])["LEADRELAY_FORMS"]
-    assert host_path(services["worker"], forms).is_file()
 
 
 def test_env_example_lists_exactly_the_variables_compose_reads():
