@@ -127,7 +127,7 @@ class Outbox:
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-            if "traceparent" not in columns:  # an outbox written before tracing
+            if "traceparent" not in columns:  # every outbox file gets the column, old ones too
                 db.execute("ALTER TABLE outbox ADD COLUMN traceparent TEXT")
             (verdict,) = db.execute("PRAGMA quick_check").fetchone()
             if verdict != "ok":

@@ -4,7 +4,7 @@ The requesting workflow holds a `BatchReplies` and forwards its `batch_answer` s
 `receive`. A batch's failure comes back as the `ActivityError` of the batch activity (its
 cause keeps amoCRM's failure type and details), so `write_once`, `rejection_of` and the
 parking treat a batched write exactly like a write of its own. When no batcher runs (an
-operator ended it), the write goes alone, one request per item, as before batching.
+operator ended it), each write goes alone: one amoCRM request per item.
 """
 
 from __future__ import annotations
