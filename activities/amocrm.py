@@ -39,6 +39,7 @@ from amocrm.models import (
 from leadrelay.contact import national_digits, same_phone
 from leadrelay.custom_fields import CatalogueRequest, CustomField, FieldCatalogue
 from leadrelay.events import RECONCILIATION, EntityEvent
+from leadrelay.models import FailureKind
 from webhooks.decoder import WebhookEvent
 from webhooks.entity_events import entity_event
 
@@ -49,17 +50,11 @@ LEADS_CREATED_METRIC = "leadrelay_leads_created"
 
 
 class AmoFailure:
-    """Failure types the workflow's retry policies name."""
+    """Groups of the failure types (FailureKind) the workflows' retry policies name."""
 
-    OUTCOME_UNKNOWN = "AmoOutcomeUnknown"
-    RATE_LIMITED = "AmoRateLimited"
-    BLOCKED = "AmoBlocked"
-    AUTH = "AmoAuthError"
-    REJECTED = "AmoRejected"
-
-    NON_RETRYABLE = (AUTH, REJECTED)
+    NON_RETRYABLE = (FailureKind.AUTH, FailureKind.REJECTED)
     # amoCRM refused these before doing anything, so a write that failed so was not applied.
-    NOT_APPLIED = (RATE_LIMITED, BLOCKED)
+    NOT_APPLIED = (FailureKind.RATE_LIMITED, FailureKind.BLOCKED)
 
 
 @dataclass
@@ -175,17 +170,17 @@ def to_application_error(err: AmoError, rejection: Rejection | None = None) -> A
     if isinstance(err, AmoRateLimited):
         delay = timedelta(seconds=err.retry_after) if err.retry_after else None
         return ApplicationError(
-            str(err), status, type=AmoFailure.RATE_LIMITED, next_retry_delay=delay
+            str(err), status, type=FailureKind.RATE_LIMITED, next_retry_delay=delay
         )
     if isinstance(err, AmoBlocked):
         return ApplicationError(
             str(err),
             status,
-            type=AmoFailure.BLOCKED,
+            type=FailureKind.BLOCKED,
             next_retry_delay=timedelta(seconds=max(err.retry_after, 1.0)),
         )
     if isinstance(err, AmoAuthError):
-        return ApplicationError(str(err), status, type=AmoFailure.AUTH, non_retryable=True)
+        return ApplicationError(str(err), status, type=FailureKind.AUTH, non_retryable=True)
     if isinstance(err, AmoRejected):
         return ApplicationError(
             str(err),
@@ -195,11 +190,11 @@ def to_application_error(err: AmoError, rejection: Rejection | None = None) -> A
                 "rejection": asdict(rejection) if rejection else None,
                 "rejected_items": err.rejected_items,
             },
-            type=AmoFailure.REJECTED,
+            type=FailureKind.REJECTED,
             non_retryable=True,
         )
     assert isinstance(err, AmoOutcomeUnknown), err
-    return ApplicationError(str(err), status, type=AmoFailure.OUTCOME_UNKNOWN)
+    return ApplicationError(str(err), status, type=FailureKind.OUTCOME_UNKNOWN)
 
 
 def _status_change(raw: dict[str, Any], received_at: str) -> EntityEvent | None:

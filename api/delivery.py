@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from enum import StrEnum
-from typing import Any
+from typing import Any, assert_never
 
 from opentelemetry import trace
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.outbox import Failure, NewEntry, Outbox, OutboxEntry
+from api.outbox import Failure, Kind, NewEntry, Outbox, OutboxEntry
 from leadrelay import limits
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, RawWebhook
@@ -36,12 +36,6 @@ from workflows.starts import (
 class Route(StrEnum):
     TEMPORAL = "temporal"
     OUTBOX = "outbox"
-
-
-class Kind(StrEnum):
-    SUBMISSION = "submission"
-    ENTITY_EVENT = "entity-event"
-    RAW_WEBHOOK = "raw-webhook"
 
 
 @dataclasses.dataclass
@@ -196,15 +190,18 @@ class Delivery:
                 },
             ),
         ):
-            await self._send(Parcel(Kind(entry.kind), entry.workflow_id, entry.payload))
+            await self._send(Parcel(entry.kind, entry.workflow_id, entry.payload))
 
-    def _send(self, parcel: Parcel) -> Awaitable[Any]:
-        senders: dict[Kind, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-            Kind.SUBMISSION: self._send_submission,
-            Kind.ENTITY_EVENT: self._send_event,
-            Kind.RAW_WEBHOOK: self._send_raw,
-        }
-        return senders[parcel.kind](parcel.payload)
+    def _send(self, parcel: Parcel) -> Awaitable[None]:
+        match parcel.kind:
+            case Kind.SUBMISSION:
+                return self._send_submission(parcel.payload)
+            case Kind.ENTITY_EVENT:
+                return self._send_event(parcel.payload)
+            case Kind.RAW_WEBHOOK:
+                return self._send_raw(parcel.payload)
+            case unknown:
+                assert_never(unknown)
 
     async def _send_submission(self, payload: dict[str, Any]) -> None:
         submission = Submission(**payload["submission"])

@@ -54,11 +54,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 _COLUMNS = "id, created_at, kind, workflow_id, payload, attempts, last_error, traceparent"
 
 
+class Kind(StrEnum):
+    """What an entry delivers; the values are what the outbox file stores."""
+
+    SUBMISSION = "submission"
+    ENTITY_EVENT = "entity-event"
+    RAW_WEBHOOK = "raw-webhook"
+
+
 @dataclass
 class OutboxEntry:
     id: int
     created_at: float
-    kind: str
+    kind: Kind
     workflow_id: str
     payload: dict[str, Any]
     attempts: int
@@ -68,7 +76,7 @@ class OutboxEntry:
 
 @dataclass
 class NewEntry:
-    kind: str
+    kind: Kind
     workflow_id: str
     payload: dict[str, Any]
     traceparent: str | None = None
@@ -80,7 +88,7 @@ class DeadLetter:
     id: int
     created_at: float
     dead_at: float
-    kind: str
+    kind: Kind
     workflow_id: str
     attempts: int
     error: str
@@ -279,7 +287,7 @@ class Outbox:
             "length(CAST(payload AS BLOB)) FROM dead_letters ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
-        return [DeadLetter(*row) for row in rows]
+        return [DeadLetter(row[0], row[1], row[2], Kind(row[3]), *row[4:]) for row in rows]
 
     def _requeue_dead(self, dead_id: int) -> int | None:
         with self._db:
@@ -319,7 +327,9 @@ class Outbox:
 
 
 def _entry(row: tuple[Any, ...]) -> OutboxEntry:
-    return OutboxEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7])
+    return OutboxEntry(
+        row[0], row[1], Kind(row[2]), row[3], json.loads(row[4]), row[5], row[6], row[7]
+    )
 
 
 def _move_aside(path: Path) -> Path:

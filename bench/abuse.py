@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx
 
-from api.delivery import Kind
-from api.outbox import NewEntry, Outbox
+from api.outbox import Kind, NewEntry, Outbox
 from bench import load
 from bench.stack import BENCH_FORM, WEBHOOK_TOKEN, BenchStack, SandboxClient
 from leadrelay.models import Submission

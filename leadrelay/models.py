@@ -7,6 +7,25 @@ from enum import StrEnum
 from typing import Any
 
 
+class FailureKind(StrEnum):
+    """Why a lead's step failed: the type an amoCRM activity failed with, a request of the
+    operator's that the workflow refused, or OTHER for any other failure (the message then
+    names its type). Every stored spelling reads back: an unknown one is OTHER."""
+
+    OUTCOME_UNKNOWN = "AmoOutcomeUnknown"
+    RATE_LIMITED = "AmoRateLimited"
+    BLOCKED = "AmoBlocked"
+    AUTH = "AmoAuthError"
+    REJECTED = "AmoRejected"
+    TOO_MANY_REQUESTS = "TooManyRequests"
+    NO_LEAD_YET = "NoLeadYet"
+    OTHER = "Other"
+
+    @classmethod
+    def _missing_(cls, value: object) -> FailureKind:
+        return cls.OTHER
+
+
 class Step(StrEnum):
     """Where a lead workflow is; the UI and `GET /api/leads/{key}` show it."""
 
@@ -57,7 +76,7 @@ class Route:
 
 @dataclass
 class LeadError:
-    kind: str
+    kind: FailureKind
     message: str
     at: str
     submission_id: str | None = None

@@ -4,6 +4,7 @@ land once Temporal is back: nothing lost, nothing doubled."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -16,7 +17,7 @@ from temporalio.client import Client
 
 from amocrm.client import AmoClient
 from api.app import create_app as create_api
-from api.outbox import NewEntry, Outbox, OutboxDrainer, OutboxEntry
+from api.outbox import Kind, NewEntry, Outbox, OutboxDrainer, OutboxEntry
 from leadrelay.settings import Settings
 from sandbox.server import serve_in_thread
 from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
@@ -30,9 +31,9 @@ async def test_outbox_survives_reopen_and_keeps_order(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     outbox = Outbox(path)
     await asyncio.gather(
-        *(outbox.append([NewEntry("submission", f"lead-{n}", {"n": n})]) for n in range(50))
+        *(outbox.append([NewEntry(Kind.SUBMISSION, f"lead-{n}", {"n": n})]) for n in range(50))
     )
-    await outbox.append([NewEntry("submission", "lead-x", {"n": 50})])
+    await outbox.append([NewEntry(Kind.SUBMISSION, "lead-x", {"n": 50})])
     outbox.close()
     reopened = Outbox(path)
     assert reopened.depth == 51
@@ -40,10 +41,33 @@ async def test_outbox_survives_reopen_and_keeps_order(tmp_path: Path) -> None:
     reopened.close()
 
 
+async def test_stored_kinds_read_back_as_the_enum(tmp_path: Path) -> None:
+    """The file keeps each kind as its plain string, so files written by any release read."""
+    path = tmp_path / "outbox.sqlite3"
+    Outbox(path).close()
+    with sqlite3.connect(path) as db:
+        for kind in ("submission", "entity-event", "raw-webhook"):
+            db.execute(
+                "INSERT INTO outbox (created_at, kind, workflow_id, payload) "
+                "VALUES (0, ?, ?, '{}')",
+                (kind, f"wf-{kind}"),
+            )
+            db.execute(
+                "INSERT INTO dead_letters (created_at, dead_at, kind, workflow_id, payload, "
+                "attempts, error) VALUES (0, 0, ?, ?, '{}', 1, 'refused')",
+                (kind, f"wf-{kind}"),
+            )
+    db.close()
+    outbox = Outbox(path)
+    assert [entry.kind for entry in await outbox.oldest(10)] == list(Kind)
+    assert [letter.kind for letter in await outbox.list_dead()] == list(Kind)
+    outbox.close()
+
+
 async def test_drainer_holds_back_only_the_failing_workflow(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     await outbox.append(
-        [NewEntry("submission", wf, {"n": n}) for n, wf in enumerate(["a", "b", "a", "b"])]
+        [NewEntry(Kind.SUBMISSION, wf, {"n": n}) for n, wf in enumerate(["a", "b", "a", "b"])]
     )
     delivered: list[int] = []
 

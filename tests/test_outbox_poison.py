@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from api.app import create_app as create_api
-from api.delivery import Kind
-from api.outbox import Failure, NewEntry, Outbox, OutboxDrainer, OutboxEntry
+from api.outbox import Failure, Kind, NewEntry, Outbox, OutboxDrainer, OutboxEntry
 from leadrelay.models import Submission
 from sandbox.server import serve_in_thread
 from tests.support import Stack, eventually

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadrelay.models import Submission
+from leadrelay.models import FailureKind, LeadError, Submission
 from leadrelay.payloads import DATA_CONVERTER
 
 
@@ -23,3 +23,16 @@ def test_a_lone_surrogate_reaches_a_workflow_as_replacement() -> None:
 def test_text_without_surrogates_is_utf8_not_escaped() -> None:
     [payload] = DATA_CONVERTER.payload_converter.to_payloads([{"name": "Айгерим 😀"}])
     assert payload.data == '{"name":"Айгерим 😀"}'.encode()
+
+
+def test_a_lead_error_of_any_stored_kind_decodes() -> None:
+    """A state carried by continue-as-new may hold any failure type's name: ours read as the
+    enum, any other as OTHER, so no stored state fails to decode."""
+    converter = DATA_CONVERTER.payload_converter
+    for stored, kind in (
+        ("AmoRejected", FailureKind.REJECTED),
+        ("TimeoutError", FailureKind.OTHER),
+    ):
+        [payload] = converter.to_payloads([{"kind": stored, "message": "m", "at": "t"}])
+        [error] = converter.from_payloads([payload], [LeadError])
+        assert error.kind is kind

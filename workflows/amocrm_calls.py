@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from leadrelay.bounded import cut_text
     from leadrelay.custom_fields import CatalogueRequest, FieldCatalogue
     from leadrelay.limits import AMOCRM_PAGES_MAX, ERROR_MESSAGE_CHARS
-    from leadrelay.models import LeadError
+    from leadrelay.models import FailureKind, LeadError
     from leadrelay.settings import AMOCRM_TASK_QUEUE
 
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def failure_type(err: ActivityError | ApplicationError) -> str:
 def rejection_of(err: ActivityError) -> Rejection | None:
     """The optional parts (fields, a manager) that amoCRM's 400 refused, if only those."""
     cause = err.cause
-    if not isinstance(cause, ApplicationError) or cause.type != AmoFailure.REJECTED:
+    if not isinstance(cause, ApplicationError) or cause.type != FailureKind.REJECTED:
         return None
     details = cause.details[0] if cause.details else None
     found = details.get("rejection") if isinstance(details, dict) else None
@@ -298,10 +298,16 @@ async def _write_activity(
 
 
 def lead_error(err: ActivityError, *, submission_id: str | None = None) -> LeadError:
-    """What a lead's state shows of a failed activity: its type, its cause, and when."""
+    """What a lead's state shows of a failed activity: its kind, its cause, and when; a
+    failure of another kind than ours names its type in the message."""
+    failure = failure_type(err)
+    kind = FailureKind(failure)
+    message = str(err.cause or err)
+    if kind is FailureKind.OTHER:
+        message = f"{failure}: {message}"
     return LeadError(
-        kind=failure_type(err),
-        message=cut_text(str(err.cause or err), ERROR_MESSAGE_CHARS) or "",
+        kind=kind,
+        message=cut_text(message, ERROR_MESSAGE_CHARS) or "",
         at=workflow.now().isoformat(),
         submission_id=submission_id,
     )

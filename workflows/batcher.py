@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         NoteToAdd,
     )
     from amocrm.models import CreatedLead, CreatedNote, NewLead, NewNote
+    from leadrelay.models import FailureKind
     from leadrelay.settings import AMOCRM_TASK_QUEUE
     from workflows import priorities
     from workflows.amocrm_calls import (
@@ -344,7 +345,7 @@ class AmoBatcherWorkflow:
     def _after_failure(self, batch: list[BatchRequest], err: ActivityError) -> list[BatchAnswer]:
         """Answers for the members; none when a refused batch is split to go again."""
         kind = failure_type(err)
-        if kind == AmoFailure.REJECTED and len(batch) > 1:
+        if kind == FailureKind.REJECTED and len(batch) > 1:
             self._state.splits[:0] = _split(batch, _rejected_items(err))
             return []
         outcome = Outcome.FAILED if kind in AmoFailure.NON_RETRYABLE else Outcome.UNKNOWN

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from leadrelay.models import (
         DeadLetter,
+        FailureKind,
         LeadError,
         LeadStart,
         LeadState,
@@ -194,7 +195,7 @@ class LeadWorkflow(OperatorSignals):
     def _request(self, request: OperatorRequest) -> None:
         if len(self._state.operator_requests) >= OPERATOR_REQUESTS_KEPT:
             self._state.last_error = LeadError(
-                "TooManyRequests",
+                FailureKind.TOO_MANY_REQUESTS,
                 f"{OPERATOR_REQUESTS_KEPT} operator requests are queued; {request.kind} refused",
                 workflow.now().isoformat(),
             )
@@ -217,7 +218,9 @@ class LeadWorkflow(OperatorSignals):
     async def _add_operator_note(self, text: str) -> None:
         if self._state.lead_id is None:
             self._state.last_error = LeadError(
-                "NoLeadYet", "no amoCRM lead to add the note to", workflow.now().isoformat()
+                FailureKind.NO_LEAD_YET,
+                "no amoCRM lead to add the note to",
+                workflow.now().isoformat(),
             )
             return
         note = LeadNote(self._state.lead_id, text)
@@ -427,7 +430,7 @@ class LeadWorkflow(OperatorSignals):
                 priority=self._known_lead_priority(),
             )
         except ActivityError as err:
-            if failure_type(err) != AmoFailure.REJECTED:
+            if failure_type(err) != FailureKind.REJECTED:
                 raise
             # The lead matters more than the phone: it is in the note either way.
             workflow.logger.warning("phone not added to contact %s: %s", contact.id, err)
