@@ -3,6 +3,7 @@
 The batcher workflows (`workflows/batcher.py`) call these. Each item carries its
 `request_id` and amoCRM echoes it per item, so answers are matched by it, never by
 position. An item missing from the answer is reported missing; its outcome is unknown.
+The activity's span links to every member lead's trace (see `link_members`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from activities.amocrm import LEADS_CREATED_METRIC, amocrm_request
 from amocrm.client import AmoClient
 from amocrm.models import CreatedLead, CreatedNote, NewLead, NewNote, complex_item
 from leadrelay.telemetry import SPEED_TO_LEAD_METRIC
+from leadrelay.tracing import link_members
 
 MAX_BATCH_ITEMS = 50
 """amoCRM's limit for `leads/complex`, and its recommended size for notes."""
@@ -26,22 +28,29 @@ class LeadToCreate:
     lead: NewLead
     # When the API answered 202 for the submission (ISO 8601), for speed-to-lead.
     received_at: str | None = None
+    # The lead workflow it is written for, and that workflow's trace (W3C traceparent).
+    requester: str = ""
+    traceparent: str | None = None
 
 
 @dataclass
 class NoteToAdd:
     note: NewNote
     received_at: str | None = None
+    requester: str = ""
+    traceparent: str | None = None
 
 
 @dataclass
 class LeadsBatch:
     items: list[LeadToCreate] = field(default_factory=list)
+    label: str = ""  # `<batcher id>/<number>`, for its span
 
 
 @dataclass
 class NotesBatch:
     items: list[NoteToAdd] = field(default_factory=list)
+    label: str = ""
 
 
 class AmoBatchActivities:
@@ -53,6 +62,7 @@ class AmoBatchActivities:
         leads = [item.lead for item in batch.items]
         assert 0 < len(leads) <= MAX_BATCH_ITEMS, len(leads)
         assert all(lead.request_id for lead in leads), "every batched lead needs a request_id"
+        link_members(batch.label, [(item.requester, item.traceparent) for item in batch.items])
         # Alone, a 400 over optional parts (a field, the manager) names them, as
         # create_lead does, so the lead workflow can leave them out and create at once.
         body_of = (lambda: complex_item(leads[0])) if len(leads) == 1 else None
@@ -69,6 +79,7 @@ class AmoBatchActivities:
         notes = [item.note for item in batch.items]
         assert 0 < len(notes) <= MAX_BATCH_ITEMS, len(notes)
         assert all(note.request_id for note in notes), "every batched note needs a request_id"
+        link_members(batch.label, [(item.requester, item.traceparent) for item in batch.items])
         created = await amocrm_request(self._client.add_lead_notes(notes))
         received = {item.note.request_id: item.received_at for item in batch.items}
         _record_speed("note", [received.get(answer.request_id) for answer in created])

@@ -13,7 +13,7 @@ log line, so a phone or an email appears only inside a workflow id.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.util.types import AttributeValue
 from temporalio.client import Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.contrib.opentelemetry.workflow import completed_span
 
 from leadrelay.logs import mask
 
@@ -152,6 +153,30 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier.get(TRACEPARENT)
+
+
+def link_members(batch: str, members: Sequence[tuple[str, str | None]]) -> None:
+    """Fan-in: the current span (one request for many leads) gets `leadrelay.batch`, the
+    members' workflow ids in `leadrelay.workflow_ids`, and a link to each member's trace,
+    given as (workflow id, traceparent), that carries its `leadrelay.workflow_id`."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    for workflow_id, traceparent in members:
+        linked = trace.get_current_span(extract({TRACEPARENT: traceparent or ""}))
+        if linked.get_span_context().is_valid:
+            span.add_link(linked.get_span_context(), {"leadrelay.workflow_id": workflow_id})
+    span.set_attribute("leadrelay.batch", batch)
+    span.set_attribute("leadrelay.workflow_ids", [workflow_id for workflow_id, _ in members])
+
+
+def workflow_span(name: str, **attributes: AttributeValue) -> None:
+    """In workflow code: a finished span with `leadrelay.<name>` attributes in the
+    workflow's trace. Replay-safe (none while replaying); none when it is not traced."""
+    if trace.get_current_span().get_span_context().is_valid:
+        completed_span(
+            name, attributes={f"leadrelay.{key}": value for key, value in attributes.items()}
+        )
 
 
 @contextmanager

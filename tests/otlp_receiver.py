@@ -29,6 +29,14 @@ class ReceivedSpan:
     parent_span_id: str
     name: str
     attributes: dict[str, Any]
+    links: tuple[ReceivedLink, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReceivedLink:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -65,6 +73,14 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                             parent_span_id=span.parent_span_id.hex(),
                             name=span.name,
                             attributes={a.key: _value(a.value) for a in span.attributes},
+                            links=tuple(
+                                ReceivedLink(
+                                    link.trace_id.hex(),
+                                    link.span_id.hex(),
+                                    {a.key: _value(a.value) for a in link.attributes},
+                                )
+                                for link in span.links
+                            ),
                         )
                     )
         with self._lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from bench.stack import free_port
 from cli.admin import setup_search_attributes
 from leadrelay.contact import lead_workflow_id
 from leadrelay.settings import Settings
@@ -29,6 +31,7 @@ from tests.isolated import deployment, register_namespace
 from tests.tls_proxy import TLSProxy
 
 NAMESPACE = "leadrelay-tls"
+ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "tmprl-test-api-key-7f3c"
 
 
@@ -94,11 +97,30 @@ async def test_a_lead_goes_end_to_end_over_tls(
     assert {"PollWorkflowTaskQueue", "PollActivityTaskQueue"} <= methods
 
 
+def pem_lines(pem: str) -> list[str]:
+    """A PEM's base64 lines: no part of the key or certificate may show, whole or in part."""
+    return [line for line in pem.splitlines() if line and not line.startswith("-----")]
+
+
+def assert_no_key_material(logged: str, *pems: str) -> None:
+    for pem in pems:
+        assert pem not in logged and pem.replace("\n", "\\n") not in logged
+        for line in pem_lines(pem):
+            assert line not in logged, f"PEM material in the logs: {line[:12]}…"
+
+
 async def test_mtls_needs_the_client_certificate(
-    temporal_env, ca, secured, new_phone: Callable[[], str], tmp_path: Path
+    temporal_env,
+    ca,
+    secured,
+    new_phone: Callable[[], str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ):
     """With the certificate (given as file paths) a lead goes through; without it the
-    proxy refuses the handshake."""
+    proxy refuses the handshake. Neither the key nor the certificate is ever logged."""
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO, logger="hpack")  # the proxy's own header tap
     client_cert = ca.issue_cert("leadrelay-worker")
     cert_path, key_path = tmp_path / "client.pem", tmp_path / "client.key"
     client_cert.cert_chain_pems[0].write_to_path(str(cert_path))
@@ -112,9 +134,73 @@ async def test_mtls_needs_the_client_certificate(
         assert "PollActivityTaskQueue" in grpc_methods(proxy)
 
         seen = len(proxy.requests)
-        with pytest.raises(RuntimeError, match="connect"):
+        with pytest.raises(RuntimeError, match="connect") as refused:
             await connect(secured(proxy))
         assert len(proxy.requests) == seen, "no request may pass without a certificate"
+    # This run's logs were captured: the workers' SDK and their amoCRM client's requests.
+    loggers = {record.name.split(".")[0] for record in caplog.records}
+    assert {"temporalio", "httpx"} <= loggers, loggers
+    logged = caplog.text + str(refused.value)
+    assert_no_key_material(logged, key_path.read_text(), cert_path.read_text())
+
+
+async def test_a_worker_process_given_pem_text_never_logs_it(
+    ca, secured, settings: Settings, tmp_path: Path
+):
+    """`python worker.py` with TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY as PEM text, logging
+    at DEBUG: it polls through the mTLS proxy, and its output holds no key material."""
+    client_cert = ca.issue_cert("leadrelay-worker-process")
+    cert_pem = client_cert.cert_chain_pems[0].bytes().decode()
+    key_pem = client_cert.private_key_pem.bytes().decode()
+    upstream = settings.temporal_address
+    async with TLSProxy(upstream, ca, require_client_cert=True) as proxy:
+        env = process_env(
+            secured(
+                proxy,
+                temporal_tls_cert=cert_pem,
+                temporal_tls_key=SecretStr(key_pem),
+                leadrelay_log_level="DEBUG",
+                leadrelay_worker_metrics_address=f"127.0.0.1:{free_port()}",
+            )
+        )
+        output = await run_until_polling(env, tmp_path)
+        assert "PollActivityTaskQueue" in grpc_methods(proxy)
+    assert "DEBUG" in output  # the most talkative level was really on
+    assert_no_key_material(output, key_pem, cert_pem)
+
+
+def process_env(settings: Settings) -> dict[str, str]:
+    """The settings as the environment a process reads them from."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONUNBUFFERED": "1"}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[name.upper()] = str(plain)
+    return env
+
+
+async def run_until_polling(env: dict[str, str], cwd: Path) -> str:
+    """Runs the worker until it logs that it polls, then stops it; returns all it wrote."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "worker.py"),
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    output = b""
+    try:
+        async with asyncio.timeout(60):
+            while b"worker polling" not in output:
+                line = await process.stdout.readline()
+                assert line, f"the worker exited: {output.decode(errors='replace')[-2000:]}"
+                output += line
+    finally:
+        process.terminate()
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    return (output + rest).decode(errors="replace")
 
 
 async def test_an_api_key_is_sent_as_bearer_metadata_and_never_logged(

@@ -32,6 +32,7 @@ from tests.conftest import SANDBOX_TOKEN, WEBHOOK_TOKEN
 from tests.isolated import Deployment, deployment, register_namespace
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support import eventually
+from workflows.batcher import ANSWER_SIGNAL
 
 NAMESPACE = "leadrelay-tracing"
 LANDING_SPAN = "POST /api/landing/{form}"
@@ -95,6 +96,52 @@ def one_span(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
     return found[0]
 
 
+async def answered(running: Deployment, workflow_id: str, count: int) -> None:
+    """Waits until the lead workflow has had `count` answers from the batchers."""
+    handle = running.client.get_workflow_handle(workflow_id)
+
+    async def all_answered() -> bool:
+        answers = [
+            event
+            async for event in handle.fetch_history_events()
+            if event.workflow_execution_signaled_event_attributes.signal_name == ANSWER_SIGNAL
+        ]
+        return len(answers) >= count
+
+    await eventually(all_answered)
+
+
+def batch_request_for(
+    collected: OtlpReceiver, trace_id: str, workflow_id: str, activity: str
+) -> ReceivedSpan:
+    """The amoCRM request of the one batch activity whose span links to this lead's trace."""
+    linked = [
+        span
+        for span in collected.named(f"RunActivity:amocrm.{activity}")
+        if any(
+            link.trace_id == trace_id and link.attributes["leadrelay.workflow_id"] == workflow_id
+            for link in span.links
+        )
+    ]
+    assert len(linked) == 1, f"{activity}: {len(linked)} batch spans link to the lead's trace"
+    batch = linked[0]
+    assert batch.trace_id != trace_id  # the batcher's trace, reached only by the link
+    assert workflow_id in batch.attributes["leadrelay.workflow_ids"]
+    # and the lead's own trace names the batch its item went in
+    kind = "creates" if activity == "create_leads_batch" else "notes"
+    answer = one_span(collected.trace(trace_id), f"BatchAnswer:{kind}")
+    assert answer.attributes["leadrelay.batch"] == batch.attributes["leadrelay.batch"]
+    assert answer.attributes["leadrelay.outcome"] == "done"
+    assert answer.attributes["temporalWorkflowID"] == workflow_id
+    requests = [
+        span
+        for span in collected.trace(batch.trace_id)
+        if span.parent_span_id == batch.span_id and span.name.startswith("amocrm ")
+    ]
+    assert len(requests) == 1, [span.name for span in requests]
+    return requests[0]
+
+
 def assert_nothing_private(spans: list[ReceivedSpan], *secrets: str) -> None:
     for span in spans:
         for name, value in span.attributes.items():
@@ -117,6 +164,7 @@ async def test_one_lead_is_one_trace_from_the_form_to_amocrm(
         answer = await running.api.post("/api/landing/proftest", json=body)
         assert answer.status_code == 202, answer.text
         await running.lead_done(workflow_id)
+        await answered(running, workflow_id, 2)  # the create's and the note's
 
     collected = otlp[0]
     landing = [
@@ -137,9 +185,13 @@ async def test_one_lead_is_one_trace_from_the_form_to_amocrm(
     run = one_span(spans, "RunWorkflow:LeadWorkflow")
     assert run.service == "leadrelay-worker" and run.parent_span_id == start.span_id
     http_spans = [span for span in spans if span.name.startswith("amocrm ")]
-    # The person's search is this workflow's own request; later ones (creates, notes) may
-    # be batched by other workflows, whose spans then belong to their own traces.
+    # The person's search is this workflow's own request; the create and the note go in
+    # batches, traced in their batcher's trace and linked to this one.
     search = one_span(http_spans, "amocrm GET /api/v4/contacts")
+    created = batch_request_for(collected, request.trace_id, workflow_id, "create_leads_batch")
+    assert created.name == "amocrm POST /api/v4/leads/complex"
+    noted = batch_request_for(collected, request.trace_id, workflow_id, "add_notes_batch")
+    assert noted.name == "amocrm POST /api/v4/leads/notes"
     assert search.attributes["http.status_code"] in (200, 204)
     for http in http_spans:
         method, path = http.name.split(" ")[1:]

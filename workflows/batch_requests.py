@@ -5,6 +5,9 @@ The requesting workflow holds a `BatchReplies` and forwards its `batch_answer` s
 cause keeps amoCRM's failure type and details), so `write_once`, `rejection_of` and the
 parking treat a batched write exactly like a write of its own. When no batcher runs (an
 operator ended it), each write goes alone: one amoCRM request per item.
+A request carries its workflow's traceparent, so the batch's span links back to each
+requester's trace; each answer shows in that trace as a `BatchAnswer:<kind>` span naming
+its batch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.amocrm import AmoActivities, LeadNote, MarkerLookup
     from amocrm.models import CreatedLead, NewLead, NewNote
     from leadrelay.settings import AMOCRM_TASK_QUEUE
+    from leadrelay.tracing import current_traceparent, workflow_span
     from workflows.amocrm_calls import (
         AMOCRM_ATTEMPT_TIMEOUT,
         WRITE_ONCE,
@@ -69,6 +73,9 @@ class BatchReplies:
                 silence = "the batcher never answered"
                 return BatchAnswer(request_id, Outcome.UNKNOWN, message=silence)
             answer = self._answers.pop(request_id)
+            workflow_span(
+                f"BatchAnswer:{kind}", outcome=str(answer.outcome), batch=answer.batch or ""
+            )
             if answer.outcome != Outcome.RESEND:
                 return answer
 
@@ -98,7 +105,13 @@ async def batched_create(
     replies: BatchReplies, lead: NewLead, form: str, received_at: str | None
 ) -> CreatedLead | None:
     """The lead created in a batch, None when no batcher runs; a failure is raised."""
-    request = BatchRequest(workflow.info().workflow_id, form, received_at, lead=lead)
+    request = BatchRequest(
+        workflow.info().workflow_id,
+        form,
+        received_at,
+        lead=lead,
+        traceparent=current_traceparent(),
+    )
     answer = await replies.ask(BatchKind.CREATES, request)
     if answer is None:
         return None
@@ -124,6 +137,7 @@ async def add_note_batched(
         form=form,
         received_at=received_at,
         note=NewNote(note.lead_id, note.text, request_id=marker),
+        traceparent=current_traceparent(),
     )
 
     async def write() -> bool:

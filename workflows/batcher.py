@@ -96,6 +96,8 @@ class BatchRequest:
     received_at: str | None = None  # the submission's 202, for speed-to-lead
     lead: NewLead | None = None
     note: NewNote | None = None
+    # The requester's trace (W3C), so the batch request's span links back to it.
+    traceparent: str | None = None
 
     @property
     def request_id(self) -> str:
@@ -114,6 +116,8 @@ class BatchAnswer:
     message: str | None = None
     # The failure's first detail: e.g. which optional parts a 400 refused (`rejection`).
     details: dict[str, Any] | None = None
+    # The batch it went in (`<batcher id>/<number>`), as its activity span names it.
+    batch: str | None = None
 
 
 @dataclass
@@ -171,7 +175,8 @@ class AmoBatcherWorkflow:
             if not self._may_send():
                 continue
             batch = self._state.splits.pop(0) if self._state.splits else self._take()
-            self._deliveries.append(asyncio.create_task(self._send(self._mark_sent(batch))))
+            label = self._mark_sent(batch)
+            self._deliveries.append(asyncio.create_task(self._send(batch, label)))
             batches_this_run += 1
             if (
                 batches_this_run >= BATCHES_PER_RUN
@@ -273,7 +278,8 @@ class AmoBatcherWorkflow:
 
     # --- sending and answering -----------------------------------------------
 
-    def _mark_sent(self, batch: list[BatchRequest]) -> list[BatchRequest]:
+    def _mark_sent(self, batch: list[BatchRequest]) -> str:
+        """Counts the batch as sent; returns its label, `<batcher id>/<number>`."""
         self._in_flight |= {request.request_id for request in batch}
         self._batches_in_flight += 1
         now = self._last_sent = workflow.now()
@@ -283,12 +289,12 @@ class AmoBatcherWorkflow:
         self._form_sent.update({request.form: now for request in batch})
         self._state.batches_sent += 1
         self._state.items_sent += len(batch)
-        return batch
+        return f"{workflow.info().workflow_id}/{self._state.batches_sent}"
 
-    async def _send(self, batch: list[BatchRequest]) -> None:
+    async def _send(self, batch: list[BatchRequest], label: str) -> None:
         request_ids = {request.request_id for request in batch}
         try:
-            answers = await self._write(batch)
+            answers = await self._write(batch, label)
             self._failures = 0
         except ActivityError as err:
             if failure_type(err) in AmoFailure.NOT_APPLIED:
@@ -303,22 +309,28 @@ class AmoBatcherWorkflow:
         finally:
             self._in_flight -= request_ids
             self._batches_in_flight -= 1
-        self._answer(batch, answers)
+        self._answer(batch, answers, label)
 
-    async def _write(self, batch: list[BatchRequest]) -> list[BatchAnswer]:
+    async def _write(self, batch: list[BatchRequest], label: str) -> list[BatchAnswer]:
         if self._state.kind == BatchKind.CREATES:
-            leads = [LeadToCreate(_written(r.lead), r.received_at) for r in batch]
+            leads = [
+                LeadToCreate(_written(r.lead), r.received_at, r.requester, r.traceparent)
+                for r in batch
+            ]
             created = await workflow.execute_activity_method(
                 AmoBatchActivities.create_leads_batch,
-                LeadsBatch(leads),
+                LeadsBatch(leads, label),
                 **self._activity_options(priorities.NEW_PERSON, f"create {len(batch)} leads"),
             )
             done = {lead.request_id: BatchAnswer("", Outcome.DONE, lead=lead) for lead in created}
         else:
-            notes = [NoteToAdd(_written(r.note), r.received_at) for r in batch]
+            notes = [
+                NoteToAdd(_written(r.note), r.received_at, r.requester, r.traceparent)
+                for r in batch
+            ]
             added = await workflow.execute_activity_method(
                 AmoBatchActivities.add_notes_batch,
-                NotesBatch(notes),
+                NotesBatch(notes, label),
                 **self._activity_options(priorities.KNOWN_LEAD, f"add {len(batch)} notes"),
             )
             done = {note.request_id: BatchAnswer("", Outcome.DONE, note=note) for note in added}
@@ -358,10 +370,11 @@ class AmoBatcherWorkflow:
             for request in batch
         ]
 
-    def _answer(self, batch: list[BatchRequest], answers: list[BatchAnswer]) -> None:
+    def _answer(self, batch: list[BatchRequest], answers: list[BatchAnswer], label: str) -> None:
         requesters = {request.request_id: request.requester for request in batch}
         self._deliveries = [task for task in self._deliveries if not task.done()]
         for answer in answers:
+            answer.batch = label
             self._deliveries.append(
                 asyncio.create_task(_deliver(requesters[answer.request_id], answer))
             )
