@@ -28,6 +28,7 @@ from sandbox.seed import (
 from tests.conftest import EXPRESS_PIPELINE, SANDBOX_TOKEN
 from tests.support import Stack, eventually
 from tests.test_pipeline import notes_of, wait_processed
+from tests.test_priorities import CATALOGUE_ACTIVITIES, amocrm_activities
 from tests.test_webhooks import forwards_for, move_lead, subscribe_hook, wait_handled
 
 MANAGERS = [5001, 5002, 5003]
@@ -444,6 +445,10 @@ async def test_a_catalogue_longer_than_a_page_is_read_one_request_per_activity(
              for entity in ("leads", "contacts")}  # fmt: skip
     assert pages["leads"] >= 5 and pages["contacts"] >= 2, pages  # 14 and 4 fields, 3 a page
     assert activities.count("amocrm.read_field_catalogue_page") == len(reads)
+    reads_scheduled = await amocrm_activities(stack, f"lead-{phone}")
+    assert {read for read in reads_scheduled if read[0] in CATALOGUE_ACTIVITIES} == set(
+        CATALOGUE_ACTIVITIES.items()
+    ), "catalogue reads are background reads"
 
 
 async def test_managers_are_spread_by_contact_key_and_a_returning_person_keeps_theirs(
