@@ -20,6 +20,7 @@ from workflows.batcher import (
     _round_robin_by_form,
     _split,
 )
+from workflows.starts import ensure_batchers
 
 COMPLEX = "/api/v4/leads/complex"
 NOTES = "/api/v4/leads/notes"
@@ -115,6 +116,27 @@ async def test_the_batcher_reports_what_it_sent(clean_sandbox: Stack, new_phone:
     status = await handle.query(AmoBatcherWorkflow.status)
     assert status.kind == BatchKind.CREATES and status.batches_sent >= 1
     assert status.items_sent >= 1 and status.in_flight == 0
+
+
+async def test_without_batchers_each_lead_writes_on_its_own(
+    clean_sandbox: Stack, new_phone: Callable[[], str]
+) -> None:
+    stack = clean_sandbox
+    for kind in BatchKind:  # an operator ended both batchers
+        await stack.temporal.get_workflow_handle(BATCHER_IDS[kind]).terminate("test")
+    try:
+        phones = [new_phone() for _ in range(6)]
+        await submit_people(stack, "proftest", phones)
+        await wait_all_processed(stack, phones)
+    finally:
+        await ensure_batchers(stack.temporal, stack.settings)
+
+    assert_exactly_one_lead_each(await stack.sandbox_state(), phones)
+    requests = await stack.sandbox_requests()
+    # Six people at once would share batches; alone, each write is its own request.
+    for path in (COMPLEX, NOTES):
+        sent = writes(requests, path)
+        assert [len(r["body"]) for r in sent] == [1] * len(phones), (path, sent)
 
 
 def _request(form: str, n: int) -> BatchRequest:
