@@ -26,9 +26,9 @@ WINDOW_SECONDS = 1.0
 
 
 class RequestPacer:
-    def __init__(self, rate: float, *, margin: float = 0.05) -> None:
-        # The margin keeps the window check idle in the usual case: rate+1 evenly spaced
-        # requests span 1.05 s, so slots only hold requests back when answers are slow.
+    def __init__(self, rate: float, *, margin: float = 0.01) -> None:
+        # The slots guarantee the ceiling; the margin only keeps them idle in the usual case:
+        # rate+1 evenly spaced requests span 1.01 s, about one second plus a quick answer.
         self._interval = (1.0 / rate) * (1.0 + margin)
         self._next_turn = 0.0
         self._slot_free_at = [0.0] * max(1, math.floor(rate))
