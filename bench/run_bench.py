@@ -33,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, default=20.0, help="duration of each step")
     parser.add_argument("--rps", type=float, default=5.0, help="AMOCRM_RPS (below 7)")
     parser.add_argument("--burst", type=int, default=300, help="new people in the burst")
+    parser.add_argument(
+        "--batch-linger",
+        type=float,
+        default=None,
+        help="LEADRELAY_BATCH_LINGER_SECONDS for the burst phases (default: the setting's)",
+    )
     parser.add_argument("--idle-leads", type=int, default=10, help="single leads while idle")
     parser.add_argument("--idle-gap", type=float, default=8.0, help="seconds between them")
     parser.add_argument("--flood", type=int, default=300, help="fairness: bots on one form")
@@ -433,6 +439,13 @@ def speed_markdown(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _burst_stack_config(args: argparse.Namespace) -> StackConfig:
+    config = StackConfig(amocrm_rps=args.rps)
+    if args.batch_linger is not None:
+        config.extra_env["LEADRELAY_BATCH_LINGER_SECONDS"] = str(args.batch_linger)
+    return config
+
+
 def burst_targets(result: dict[str, Any]) -> list[str]:
     """The burst, idle and fairness figures against their targets, in one table."""
     rps = result["config"]["rps"]
@@ -626,6 +639,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "loads": args.loads,
             "step_seconds": args.step_seconds,
             "burst": args.burst,
+            "batch_linger_seconds": args.batch_linger,
             "storm_people": args.storm_people,
             "storm_submissions": args.storm_submissions,
         },
@@ -633,7 +647,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if "ack" not in skip:
         result["ack"] = await ack_latency(args)
     if not {"burst", "email", "idle", "fairness", "storm"} <= skip:
-        with BenchStack(StackConfig(amocrm_rps=args.rps)) as stack:
+        with BenchStack(_burst_stack_config(args)) as stack:
             for phase, email in BURSTS.items():
                 if phase not in skip:
                     kind = "phone and email" if email else "phone only"
