@@ -49,7 +49,7 @@ from amocrm.models import (
 )
 from amocrm.pacing import RequestPacer
 from leadrelay.custom_fields import CustomField, FieldEntity
-from leadrelay.text import replace_surrogates
+from leadrelay.text import may_hold_surrogates, replace_surrogates
 
 USER_AGENT = "leadrelay/0.1"
 CONTACTS_PATH = "/api/v4/contacts"
@@ -448,7 +448,8 @@ def _has_next(body: Any) -> bool:
 def _json(response: httpx.Response) -> Any:
     """amoCRM echoes what it was given, lone surrogates included (`"\\ud83d"` in a contact's
     name): they become U+FFFD, so that no answer can fail a Temporal payload or a request."""
-    return replace_surrogates(response.json())
+    body = response.json()
+    return replace_surrogates(body) if may_hold_surrogates(response.content) else body
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

@@ -11,6 +11,17 @@ import re
 from typing import Any, TypeVar, cast
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# How a surrogate can be written in bytes: JSON-escaped (\uD800-\uDFFF), percent-encoded
+# (%ED%A0-%ED%BF) or raw (ED A0-BF). Valid pairs match too; they are left as they are.
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|%[eE][dD]%[aAbB]|\xed[\xa0-\xbf]")
+
+
+def may_hold_surrogates(raw: bytes) -> bool:
+    """Whether text decoded from `raw` can hold a lone surrogate; most bodies cannot, and
+    then `replace_surrogates` need not walk what they decode to."""
+    return _SURROGATE_BYTES.search(raw) is not None
+
+
 _T = TypeVar("_T")
 
 

@@ -7,9 +7,11 @@ import string
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from leadrelay.text import may_hold_surrogates
 from webhooks import MAX_NESTING, DecodedWebhook, decode_webhook, parse_php_form
 
 FORM = "application/x-www-form-urlencoded"
@@ -484,3 +486,21 @@ def test_bracket_soup_never_raises(body: str, content_type: str | None) -> None:
     assert isinstance(tree, dict)
     assert depth(tree) <= MAX_NESTING
     assert_well_formed(decode_webhook(body.encode(), content_type))
+
+
+@pytest.mark.parametrize(
+    ("raw", "may_hold"),
+    [
+        (b'{"name": "\\ud83d"}', True),
+        (b'{"name": "\\uDE00"}', True),
+        (b"name=%ED%A0%BD", True),
+        (b"name=%ed%b8%80", True),
+        ("name=\ud83d".encode("utf-8", "surrogatepass"), True),
+        ('{"name": "Айгерим \\u0430 😀"}'.encode(), False),
+        (b"name=%D0%90%ED%95%9C", False),
+    ],
+)
+def test_only_bodies_that_can_encode_a_surrogate_are_walked_for_one(
+    raw: bytes, may_hold: bool
+) -> None:
+    assert may_hold_surrogates(raw) is may_hold

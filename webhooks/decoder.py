@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from leadrelay.text import replace_surrogates
+from leadrelay.text import may_hold_surrogates, replace_surrogates
 
 MAX_NESTING = 10
 """Keys in one path, the top-level name included; amoCRM's deepest (a custom field value,
@@ -108,7 +108,8 @@ def decode_webhook(raw: bytes, content_type: str | None) -> DecodedWebhook:
         tree = _json_tree_from_text(body, problems)
     else:
         tree = _php_tree(_form_pairs(text, problems))
-    tree = replace_surrogates(tree)
+    if may_hold_surrogates(raw):
+        tree = replace_surrogates(tree)
 
     events: list[WebhookEvent] = []
     account_id: int | None = None
