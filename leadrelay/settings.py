@@ -139,6 +139,17 @@ class Settings(BaseSettings):
         ge=0,
         description="Under backlog, at most one batched create (and one note batch) this often",
     )
+    leadrelay_batch_fill_items: int = Field(
+        default=20,
+        ge=1,
+        le=50,
+        description="Under backlog, a batch waits past the linger until this many items wait",
+    )
+    leadrelay_batch_max_linger_seconds: float = Field(
+        default=12.0,
+        ge=0,
+        description="The longest an item waits for its batch to fill (never below the linger)",
+    )
     leadrelay_batch_max_items: int = Field(
         default=50, ge=1, le=50, description="Items per batched create or note request"
     )

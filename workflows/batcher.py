@@ -6,9 +6,12 @@ Lead workflows signal `submit` with their item and wait for a `batch_answer` sig
   Idleness is also per form: the first item of a form that had no item in a batch for
   `linger_seconds` goes at once, with whatever else waits, so a quiet form's visitor is
   not held back by another form's backlog.
-- Busy, what arrived meanwhile goes out together, up to 50 items, once `linger_seconds`
-  have passed since the previous batch or since the oldest waiting item arrived, or once
-  nothing new has arrived for a second (the burst is over; waiting longer saves nothing).
+- Busy, what arrived meanwhile goes out together, up to 50 items. A batch waits
+  `linger_seconds` since the previous batch (or since the oldest waiting item arrived), and
+  then until `fill_items` are waiting, but never more than `max_linger_seconds`: a slow
+  flow (people who needed two searches each) still fills its batches, and a fast one goes
+  every linger. Once nothing new has arrived for `FLOW_STOPPED`, the burst is over and what
+  waits goes after the linger (waiting longer saves nothing).
 - 50 waiting go at once. One batch is in flight at a time; a second only when it is full
   or carries a quiet form's first item.
 Items are taken round-robin by form, so a flood on one form cannot fill every batch.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -74,8 +78,18 @@ BATCHES_PER_RUN = 100
 # a backlog drains without waiting for each answer, and a trickle still gathers into one
 # batch per linger.
 MAX_BATCHES_IN_FLIGHT = 2
-# No new item for this long: the flow has stopped, so what is waiting goes.
-QUIET = timedelta(seconds=1)
+# No new item for this long: the flow has stopped, so what is waiting goes. Creates come
+# one by one as searches end (2.4 a second even when each person needs two searches), with
+# gaps of a second when a batch takes the queue's turn, so two seconds without one means the
+# burst is over; notes come in clumps, one clump per answered create batch, so half a
+# second after a clump nothing more is coming.
+FLOW_STOPPED = {
+    BatchKind.CREATES: timedelta(seconds=2),
+    BatchKind.NOTES: timedelta(seconds=0.5),
+}
+# Runs started before the fill rule keep their rule: a second of quiet, linger at most.
+QUIET_BEFORE_FILL = timedelta(seconds=1)
+FILL_PATCH = "batch-fill"
 # A batch is one activity input; Temporal refuses a payload over 2 MB and warns at 512 KB.
 MAX_BATCH_BYTES = 256_000
 # What continue-as-new carries at most; requests beyond it are told to send again.
@@ -124,6 +138,8 @@ class BatchAnswer:
 class BatcherConfig:
     linger_seconds: float = 4.0
     max_items: int = MAX_BATCH_ITEMS
+    fill_items: int = 20
+    max_linger_seconds: float = 12.0
 
 
 @dataclass
@@ -157,16 +173,18 @@ class AmoBatcherWorkflow:
         self._batches_in_flight = 0
         self._last_sent: datetime | None = None
         self._last_arrival = workflow.now()
-        # When each form last had an item in a batch; only forms within the linger are kept.
+        # When each form last had an item in a batch; only forms still busy are kept.
         self._form_sent: dict[str, datetime] = {}
         # When each pending request arrived (carried ones: when this run began).
         self._arrived = {request.request_id: workflow.now() for request in start.pending}
         self._failures = 0
         self._resume_at: datetime | None = None
         self._deliveries: list[asyncio.Task[None]] = []
+        self._fills = False
 
     @workflow.run
     async def run(self, start: BatcherStart) -> None:
+        self._fills = workflow.patched(FILL_PATCH)
         batches_this_run = 0
         while True:
             await workflow.wait_condition(self._may_send)
@@ -229,23 +247,57 @@ class AmoBatcherWorkflow:
         """Idle, a request goes at once; busy, one batch per linger, or at once when full,
         when a quiet form's item waits, or when the flow of new items has stopped."""
         while not (self._last_sent is None or self._state.splits or self._go_now()):
-            remaining = (self._due(self._last_sent) - workflow.now()).total_seconds()
+            last_sent = self._last_sent
+            due = self._due(last_sent)
+            remaining = (due - workflow.now()).total_seconds()
             if remaining <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(self._go_now, timeout=remaining)
+                await workflow.wait_condition(
+                    functools.partial(self._sooner, last_sent, due), timeout=remaining
+                )
+
+    def _sooner(self, last_sent: datetime, due: datetime) -> bool:
+        """Go now, or the batch became due sooner than `due` (its fill was reached)."""
+        return self._go_now() or self._due(last_sent) < due
 
     def _go_now(self) -> bool:
-        return self._full() or any(self._form_idle(p.form) for p in self._state.pending)
+        if self._full():
+            return True
+        if self._fills and self._idle():
+            return True
+        return any(self._form_quiet(p.form) for p in self._state.pending)
 
-    def _form_idle(self, form: str) -> bool:
+    def _idle(self) -> bool:
+        """No batch in flight, and the oldest waiting item came a linger or more after the
+        last batch."""
+        if self._last_sent is None:
+            return True
+        if self._batches_in_flight:
+            return False
+        oldest = min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
+        return oldest - self._last_sent >= self._linger_time()
+
+    def _form_quiet(self, form: str) -> bool:
+        """No item of the form went in a batch lately: its first one need not wait."""
         sent = self._form_sent.get(form)
-        return sent is None or workflow.now() - sent >= self._linger_time()
+        return sent is None or workflow.now() - sent >= self._form_memory()
+
+    def _form_memory(self) -> timedelta:
+        """How long a form counts as busy after its items went: the longest a batch waits."""
+        if not self._fills:
+            return self._linger_time()
+        return max(self._linger_time(), timedelta(seconds=self._state.config.max_linger_seconds))
 
     def _due(self, last_sent: datetime) -> datetime:
         linger = self._linger_time()
         oldest = min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
-        return min(min(last_sent, oldest) + linger, self._last_arrival + min(QUIET, linger))
+        start = min(last_sent, oldest)
+        if not self._fills:
+            return min(start + linger, self._last_arrival + min(QUIET_BEFORE_FILL, linger))
+        filled = len(self._state.pending) >= min(self._state.config.fill_items, self._max_items())
+        stopped = self._last_arrival + FLOW_STOPPED[self._state.kind]
+        return min(start + (linger if filled else self._form_memory()), stopped)
 
     def _linger_time(self) -> timedelta:
         return timedelta(seconds=self._state.config.linger_seconds)
@@ -284,7 +336,7 @@ class AmoBatcherWorkflow:
         self._batches_in_flight += 1
         now = self._last_sent = workflow.now()
         self._form_sent = {
-            form: sent for form, sent in self._form_sent.items() if now - sent < self._linger_time()
+            form: sent for form, sent in self._form_sent.items() if now - sent < self._form_memory()
         }
         self._form_sent.update({request.form: now for request in batch})
         self._state.batches_sent += 1
@@ -320,7 +372,7 @@ class AmoBatcherWorkflow:
             created = await workflow.execute_activity_method(
                 AmoBatchActivities.create_leads_batch,
                 LeadsBatch(leads, label),
-                **self._activity_options(priorities.NEW_PERSON, f"create {len(batch)} leads"),
+                **self._activity_options(priorities.PERSON_UNDER_WAY, f"create {len(batch)} leads"),
             )
             done = {lead.request_id: BatchAnswer("", Outcome.DONE, lead=lead) for lead in created}
         else:

@@ -401,14 +401,15 @@ class LeadWorkflow(OperatorSignals):
         query = ContactQuery(
             phone=submission.phone, email=None if submission.phone else submission.email
         )
-        new_person = priorities.new_person(submission.form)
-        contacts = await find_contacts(query, summary="search contact", priority=new_person)
+        contacts = await find_contacts(
+            query, summary="search contact", priority=priorities.new_person(submission.form)
+        )
         by_email = False
         if not contacts and self._with_fields and submission.phone and submission.email:
             contacts = await find_contacts(
                 ContactQuery(phone=None, email=submission.email),
                 summary="search contact by email",
-                priority=new_person,
+                priority=priorities.person_under_way(submission.form),
             )
             by_email = bool(contacts)
         if not contacts:
@@ -442,7 +443,7 @@ class LeadWorkflow(OperatorSignals):
         leads = await read_leads(
             lead_ids,
             summary="read the contact's leads",
-            priority=priorities.new_person(self._form),
+            priority=priorities.person_under_way(self._form),
         )
         open_leads = [lead for lead in leads if lead.is_open]
         if not open_leads:
@@ -477,7 +478,7 @@ class LeadWorkflow(OperatorSignals):
             start_to_close_timeout=AMOCRM_ATTEMPT_TIMEOUT,
             retry_policy=WRITE_ONCE,
             summary="create lead + contact" if new_lead.contact_id is None else "create lead",
-            priority=priorities.new_person(submission.form),
+            priority=priorities.person_under_way(submission.form),
         )
 
     def _new_lead(self, submission: Submission, route: Route) -> NewLead:

@@ -1,8 +1,14 @@
 """The amoCRM queue's order: a Temporal task-queue priority and fairness key per call.
 
 When the queue holds a backlog, the server hands out lower priority keys first:
-1 searches and creates for new people, 2 submission notes and updates of known leads,
-3 webhook re-reads and rule actions, 4 reconciliation, token keep-alive and catalogue reads.
+1 a new person under way (the email search after a phone miss, the read of a found
+contact's leads, the lead create), 2 a new person's first search, 3 submission notes and
+updates of known leads, 4 webhook re-reads and rule actions, 5 reconciliation, token
+keep-alive and catalogue reads.
+Keys 1 and 2 together are the new people's searches and creates. A person under way goes
+before the next person is started: in a burst, leads then reach amoCRM at a steady pace
+from the first second, and a batch fills with people who are ready, instead of every
+person waiting for the last first search.
 Within a level, fairness keys share the queue evenly (server flag
 `matching.enableFairness=true`), so a flood on one form cannot starve the others.
 """
@@ -11,10 +17,11 @@ from __future__ import annotations
 
 from temporalio.common import Priority
 
-NEW_PERSON = 1
-KNOWN_LEAD = 2
-WEBHOOK = 3
-BACKGROUND = 4
+PERSON_UNDER_WAY = 1
+NEW_PERSON = 2
+KNOWN_LEAD = 3
+WEBHOOK = 4
+BACKGROUND = 5
 
 # Temporal caps a fairness key's length; form names are slugs, far shorter.
 FAIRNESS_KEY_MAX = 64
@@ -25,7 +32,13 @@ def form_key(form: str) -> str:
 
 
 def new_person(form: str) -> Priority:
+    """A new person's first search."""
     return Priority(priority_key=NEW_PERSON, fairness_key=form_key(form))
+
+
+def person_under_way(form: str) -> Priority:
+    """A new person's calls after the first search, up to the lead's create."""
+    return Priority(priority_key=PERSON_UNDER_WAY, fairness_key=form_key(form))
 
 
 def known_lead(form: str) -> Priority:

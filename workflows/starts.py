@@ -103,6 +103,8 @@ async def ensure_batchers(client: Client, settings: Settings) -> None:
     config = BatcherConfig(
         linger_seconds=settings.leadrelay_batch_linger_seconds,
         max_items=settings.leadrelay_batch_max_items,
+        fill_items=settings.leadrelay_batch_fill_items,
+        max_linger_seconds=settings.leadrelay_batch_max_linger_seconds,
     )
     for kind in BatchKind:
         await client.start_workflow(
