@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         description="Under backlog, at most one batched create (and one note batch) this often",
     )
     leadrelay_batch_fill_items: int = Field(
-        default=20,
+        default=25,
         ge=1,
         le=50,
         description="Under backlog, a batch waits past the linger until this many items wait",

@@ -2,18 +2,20 @@
 in one amoCRM request, and still one request per activity.
 
 Lead workflows signal `submit` with their item and wait for a `batch_answer` signal back.
-- Idle (no batch in the last `linger_seconds`), the first item goes out at once, alone.
-  Idleness is also per form: the first item of a form that had no item in a batch for
-  `linger_seconds` goes at once, with whatever else waits, so a quiet form's visitor is
-  not held back by another form's backlog.
+- Idle (no batch in flight, none in the last `linger_seconds`), the first item goes out
+  at once, alone. The first item of a form with no item in flight and none in a batch
+  for `max_linger_seconds` also goes at once, with whatever else waits, so a quiet form's
+  visitor is not held back by another form's backlog.
 - Busy, what arrived meanwhile goes out together, up to 50 items. A batch waits
   `linger_seconds` since the previous batch (or since the oldest waiting item arrived), and
   then until `fill_items` are waiting, but never more than `max_linger_seconds`: a slow
   flow (people who needed two searches each) still fills its batches, and a fast one goes
   every linger. Once nothing new has arrived for `FLOW_STOPPED`, the burst is over and what
-  waits goes after the linger (waiting longer saves nothing).
+  waits goes (waiting longer saves nothing).
 - 50 waiting go at once. One batch is in flight at a time; a second only when it is full
   or carries a quiet form's first item.
+Runs started before the `batch-fill` patch keep the older rule: a batch per linger, a
+second of quiet, forms quiet after one linger.
 Items are taken round-robin by form, so a flood on one form cannot fill every batch.
 
 Answers are matched by `request_id`, never by position. A lost answer (timeout, 5xx) is
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -80,11 +83,11 @@ BATCHES_PER_RUN = 100
 MAX_BATCHES_IN_FLIGHT = 2
 # No new item for this long: the flow has stopped, so what is waiting goes. Creates come
 # one by one as searches end (2.4 a second even when each person needs two searches), with
-# gaps of a second when a batch takes the queue's turn, so two seconds without one means the
+# gaps of about a second every few seconds, so a second and a half without one means the
 # burst is over; notes come in clumps, one clump per answered create batch, so half a
 # second after a clump nothing more is coming.
 FLOW_STOPPED = {
-    BatchKind.CREATES: timedelta(seconds=2),
+    BatchKind.CREATES: timedelta(seconds=1.5),
     BatchKind.NOTES: timedelta(seconds=0.5),
 }
 # Runs started before the fill rule keep their rule: a second of quiet, linger at most.
@@ -138,7 +141,7 @@ class BatchAnswer:
 class BatcherConfig:
     linger_seconds: float = 4.0
     max_items: int = MAX_BATCH_ITEMS
-    fill_items: int = 20
+    fill_items: int = 25
     max_linger_seconds: float = 12.0
 
 
@@ -171,6 +174,8 @@ class AmoBatcherWorkflow:
         self._state = start
         self._in_flight: set[str] = set()
         self._batches_in_flight = 0
+        # The forms of the items in flight, one entry per item.
+        self._forms_in_flight: Counter[str] = Counter()
         self._last_sent: datetime | None = None
         self._last_arrival = workflow.now()
         # When each form last had an item in a batch; only forms still busy are kept.
@@ -279,7 +284,10 @@ class AmoBatcherWorkflow:
         return oldest - self._last_sent >= self._linger_time()
 
     def _form_quiet(self, form: str) -> bool:
-        """No item of the form went in a batch lately: its first one need not wait."""
+        """No item of the form went in a batch lately, and none is in flight: its first one
+        need not wait."""
+        if self._fills and self._forms_in_flight[form] > 0:
+            return False
         sent = self._form_sent.get(form)
         return sent is None or workflow.now() - sent >= self._form_memory()
 
@@ -334,6 +342,7 @@ class AmoBatcherWorkflow:
         """Counts the batch as sent; returns its label, `<batcher id>/<number>`."""
         self._in_flight |= {request.request_id for request in batch}
         self._batches_in_flight += 1
+        self._forms_in_flight.update(request.form for request in batch)
         now = self._last_sent = workflow.now()
         self._form_sent = {
             form: sent for form, sent in self._form_sent.items() if now - sent < self._form_memory()
@@ -361,6 +370,7 @@ class AmoBatcherWorkflow:
         finally:
             self._in_flight -= request_ids
             self._batches_in_flight -= 1
+            self._forms_in_flight.subtract(request.form for request in batch)
         self._answer(batch, answers, label)
 
     async def _write(self, batch: list[BatchRequest], label: str) -> list[BatchAnswer]:
