@@ -150,13 +150,13 @@ def flow(seconds_apart: float, count: int, form: str = "flood") -> list[tuple[fl
 async def test_the_batcher_sends_an_idle_item_at_once_and_fills_batches_in_a_slow_flow(
     env: WorkflowEnvironment, forms: FormsFile
 ) -> None:
-    """Two people a second (each needed two searches): batches wait to hold `fill_items`
+    """2.5 people a second (each needed two searches): batches wait to hold `fill_items`
     instead of going one per linger, and the tail goes once the flow has stopped."""
     config = BatcherConfig()
-    run = await run_batcher(env, forms, flow(0.5, 50))
+    run = await run_batcher(env, forms, flow(0.4, 60))
 
     sizes = [len(items) for _, items in run.sent]
-    assert sum(sizes) == 50 and sizes[0] == 1, run
+    assert sum(sizes) == 60 and sizes[0] == 1, run
     assert run.sent[0][0] - run.arrived[0] < 0.5, "idle: the first item went at once"
     assert all(size >= config.fill_items for size in sizes[1:-1]), sizes
     tail_wait = run.sent[-1][0] - run.arrived[-1]
@@ -167,7 +167,7 @@ async def test_a_trickle_waits_no_longer_than_the_longest_linger(
     env: WorkflowEnvironment, forms: FormsFile
 ) -> None:
     config = BatcherConfig()
-    run = await run_batcher(env, forms, flow(1.5, 20))
+    run = await run_batcher(env, forms, flow(1.2, 20))
 
     sizes = [len(items) for _, items in run.sent]
     assert sum(sizes) == 20 and max(sizes) < config.fill_items, sizes
