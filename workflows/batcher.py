@@ -249,8 +249,9 @@ class AmoBatcherWorkflow:
         return len(self._state.pending) >= self._max_items()
 
     async def _linger(self) -> None:
-        """Idle, a request goes at once; busy, one batch per linger, or at once when full,
-        when a quiet form's item waits, or when the flow of new items has stopped."""
+        """Idle, a request goes at once; busy, after the linger once the batch has filled
+        (at most the longest linger), or at once when full, when a quiet form's item waits,
+        or when the flow of new items has stopped."""
         while not (self._last_sent is None or self._state.splits or self._go_now()):
             last_sent = self._last_sent
             due = self._due(last_sent)
