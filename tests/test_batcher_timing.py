@@ -24,7 +24,7 @@ from activities.fields import FieldCatalogueCache
 from amocrm.models import CreatedLead, NewLead
 from leadrelay.forms import FormsFile
 from leadrelay.settings import AMOCRM_TASK_QUEUE, WORKFLOW_TASK_QUEUE
-from tests.time_skipping import time_skipping_env
+from tests.time_skipping import forms_file, time_skipping_env
 from worker import workflow_worker
 from workflows.batcher import (
     ANSWER_SIGNAL,
@@ -66,9 +66,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 def forms(tmp_path: Path) -> FormsFile:
-    path = tmp_path / "forms.toml"
-    path.write_text("", encoding="utf-8")
-    return FormsFile(path)
+    return forms_file(tmp_path, "")
 
 
 @dataclass

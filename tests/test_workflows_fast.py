@@ -51,7 +51,7 @@ from leadrelay.events import EntityEvent, EntityState, ForwardRequest
 from leadrelay.forms import FormsFile
 from leadrelay.models import LeadStart, LeadState, Step, Submission
 from leadrelay.settings import AMOCRM_TASK_QUEUE, IO_TASK_QUEUE, WORKFLOW_TASK_QUEUE, Settings
-from tests.time_skipping import time_skipping_env
+from tests.time_skipping import forms_file, time_skipping_env
 from worker import workflow_worker
 from workflows.amocrm_entity import AmoEntityWorkflow
 from workflows.lead import LeadWorkflow
@@ -183,9 +183,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 def forms(tmp_path: Path) -> FormsFile:
-    path = tmp_path / "forms.toml"
-    path.write_text(FORMS_TOML, encoding="utf-8")
-    return FormsFile(path)
+    return forms_file(tmp_path, FORMS_TOML)
 
 
 @asynccontextmanager

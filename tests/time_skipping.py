@@ -18,6 +18,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
 from leadrelay import search_attributes
+from leadrelay.forms import FormsFile
 from leadrelay.payloads import DATA_CONVERTER
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
@@ -42,3 +43,10 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
     finally:
         await environment.shutdown()
+
+
+def forms_file(directory: Path, text: str) -> FormsFile:
+    """A forms file with `text` in `directory`, for the worker the tests run."""
+    path = directory / "forms.toml"
+    path.write_text(text, encoding="utf-8")
+    return FormsFile(path)

@@ -281,8 +281,7 @@ class AmoBatcherWorkflow:
             return True
         if self._batches_in_flight:
             return False
-        oldest = min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
-        return oldest - self._last_sent >= self._linger_time()
+        return self._oldest_arrival() - self._last_sent >= self._linger_time()
 
     def _form_quiet(self, form: str) -> bool:
         """No item of the form went in a batch lately, and none is in flight: its first one
@@ -300,13 +299,16 @@ class AmoBatcherWorkflow:
 
     def _due(self, last_sent: datetime) -> datetime:
         linger = self._linger_time()
-        oldest = min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
-        start = min(last_sent, oldest)
+        start = min(last_sent, self._oldest_arrival())
         if not self._fills:
             return min(start + linger, self._last_arrival + min(QUIET_BEFORE_FILL, linger))
         filled = len(self._state.pending) >= min(self._state.config.fill_items, self._max_items())
         stopped = self._last_arrival + FLOW_STOPPED[self._state.kind]
         return min(start + (linger if filled else self._form_memory()), stopped)
+
+    def _oldest_arrival(self) -> datetime:
+        """When the oldest waiting item arrived."""
+        return min(self._arrived.get(p.request_id, workflow.now()) for p in self._state.pending)
 
     def _linger_time(self) -> timedelta:
         return timedelta(seconds=self._state.config.linger_seconds)
